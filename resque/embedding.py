@@ -1,0 +1,214 @@
+"""One batched, gradient-free forward pass that captures a layer's output.
+
+Everything that reads embeddings out of a model goes through
+:func:`layer_outputs`: it resolves the layer name, turns a ``Dataset`` into a
+``DataLoader``, validates each batch (integer labels, finite images), puts the
+model in ``eval()`` mode on the right device and restores it afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import warnings
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from .errors import DataError, InvalidParameterError, LayerNotFoundError
+
+__all__ = ["find_layer", "as_loader", "model_device", "layer_outputs", "DEFAULT_BATCH_SIZE"]
+
+#: Batch size used when a ``Dataset`` (not a ``DataLoader``) is passed.
+DEFAULT_BATCH_SIZE = 256
+
+
+def find_layer(model: nn.Module, layer: str) -> nn.Module:
+    """Return the submodule called `layer` (a name from ``model.named_modules()``)."""
+    if not isinstance(layer, str):
+        raise InvalidParameterError(
+            "layer", layer, "a module name from model.named_modules(), as a string"
+        )
+    modules = dict(model.named_modules())
+    if layer in modules and layer != "":
+        return modules[layer]
+    valid = [name for name in modules if name]
+    close = difflib.get_close_matches(layer, valid, n=3, cutoff=0.5)
+    raise LayerNotFoundError(layer, close, valid)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a stateless model)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def as_loader(
+    data, name: str, batch_size: int | None = None, num_workers: int = 0, pin_memory: bool = False
+) -> DataLoader:
+    """A ``DataLoader`` over `data` (returned as is when it already is one).
+
+    `name` is the argument's name, used in error messages.
+    """
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise InvalidParameterError("batch_size", batch_size, "a positive integer")
+    if not isinstance(num_workers, int) or num_workers < 0:
+        raise InvalidParameterError("num_workers", num_workers, "a non-negative integer")
+    if isinstance(data, DataLoader):
+        if batch_size is not None and data.batch_size is not None and batch_size != data.batch_size:
+            warnings.warn(
+                f"batch_size={batch_size} is ignored because `{name}` is already a DataLoader "
+                f"(batch_size={data.batch_size}); pass the Dataset to let resque batch it.",
+                stacklevel=3,
+            )
+        loader = data
+    elif isinstance(data, Dataset):
+        loader = DataLoader(
+            data,
+            batch_size=batch_size or DEFAULT_BATCH_SIZE,
+            shuffle=False,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+        )
+    else:
+        raise DataError(
+            f"`{name}` must be a torch Dataset or DataLoader yielding (image, label), got "
+            f"{type(data).__name__}. Wrap tensors with torch.utils.data.TensorDataset(images, labels)."
+        )
+    if not isinstance(loader.dataset, IterableDataset):
+        try:
+            empty = len(loader.dataset) == 0
+        except TypeError:  # a map-style dataset without __len__: find out while iterating
+            empty = False
+        if empty:
+            raise DataError(f"`{name}` is empty (0 images); RESQUE needs labelled images.")
+    return loader
+
+
+def _split_batch(batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise DataError(
+            f"`{name}` must yield (image, label) pairs; a batch was a {type(batch).__name__}"
+            + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+            + "."
+        )
+    images, labels = batch[0], batch[1]
+    if not isinstance(images, torch.Tensor):
+        raise DataError(
+            f"`{name}` yielded images of type {type(images).__name__}; convert them to tensors "
+            "(e.g. with torchvision.transforms.ToTensor())."
+        )
+    labels = torch.as_tensor(labels)
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise DataError(
+            f"`{name}` yielded labels of dtype {labels.dtype}; class labels must be integers "
+            "(e.g. convert them with labels.long(), or use a target_transform)."
+        )
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise DataError(
+            f"`{name}` yielded labels of shape {tuple(labels.shape)} for {images.shape[0]} images; "
+            "expected one integer class per image (for one-hot labels use labels.argmax(1))."
+        )
+    if labels.numel() and int(labels.min()) < 0:
+        raise DataError(f"`{name}` yielded a negative label ({int(labels.min())}); class labels must be >= 0.")
+    return images, labels
+
+
+@contextlib.contextmanager
+def _inference_mode(model: nn.Module, device: torch.device):
+    """eval(), no gradients, on `device`; the previous mode and device come back afterwards."""
+    was_training = model.training
+    previous_device = model_device(model)
+    moved = previous_device != device
+    if moved:
+        model.to(device)
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+        if moved:
+            model.to(previous_device)
+
+
+def layer_outputs(
+    model: nn.Module,
+    data,
+    layer: str,
+    *,
+    name: str = "data",
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(layer_output, labels)`` for each batch of one forward pass over `data`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    data : Dataset or DataLoader yielding ``(image, label)``
+    layer : str
+        Name from ``model.named_modules()`` whose output is captured.
+    name : str
+        How `data` is called in error messages and on the progress bar.
+    device : str or torch.device, optional
+        Where the forward pass runs. Default: where the model's parameters are.
+    batch_size : int, optional
+        Batch size when `data` is a Dataset (default 256).
+    num_workers : int
+        DataLoader workers when `data` is a Dataset.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Yields
+    ------
+    (output, labels) : the raw layer output for the batch (on `device`) and the
+        ``(B,)`` int64 labels on the same device.
+    """
+    from tqdm.auto import tqdm
+
+    target = find_layer(model, layer)
+    device = torch.device(device) if device is not None else model_device(model)
+    loader = as_loader(data, name, batch_size, num_workers, pin_memory=device.type == "cuda")
+    captured: list = []
+    handle = target.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    seen = 0
+    try:
+        with _inference_mode(model, device):
+            total = len(loader) if hasattr(loader, "__len__") else None
+            bar = tqdm(loader, total=total, desc=f"embedding {name}", unit="batch", disable=not progress, leave=False)
+            for batch in bar:
+                images, labels = _split_batch(batch, name)
+                if images.is_floating_point() and not bool(torch.isfinite(images).all()):
+                    raise DataError(
+                        f"`{name}` contains images with NaN or Inf values (in the batch after "
+                        f"{seen} images); clean or drop them before scoring."
+                    )
+                images = images.to(device, non_blocking=True)
+                labels = labels.to(device=device, dtype=torch.long, non_blocking=True)
+                captured.clear()
+                model(images)
+                if len(captured) != 1:
+                    raise DataError(
+                        f"Layer {layer!r} ran {len(captured)} times in one forward pass; RESQUE needs "
+                        "a layer that runs exactly once per image. Choose another layer."
+                    )
+                output = captured[0]
+                if not isinstance(output, torch.Tensor):
+                    raise DataError(
+                        f"Layer {layer!r} returns a {type(output).__name__}, not a tensor; choose a "
+                        "layer whose output is a tensor (e.g. a submodule of it)."
+                    )
+                seen += images.shape[0]
+                yield output, labels
+    finally:
+        handle.remove()
+    if seen == 0:
+        raise DataError(f"`{name}` is empty (0 images); RESQUE needs labelled images.")

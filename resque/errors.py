@@ -1,0 +1,97 @@
+"""One exception root for everything `resque` raises on purpose.
+
+Catch :class:`ResqueError` to handle any of them. The subclasses also inherit
+from the built-in exception a Python user would expect (``ValueError``,
+``KeyError``), so existing ``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ResqueError",
+    "InvalidParameterError",
+    "LayerNotFoundError",
+    "DataError",
+    "ClassMismatchError",
+    "DegenerateEmbeddingError",
+    "FingerprintError",
+]
+
+
+class ResqueError(Exception):
+    """Root of every error raised by `resque` itself."""
+
+
+class InvalidParameterError(ResqueError, ValueError):
+    """A public argument has a value outside what is allowed.
+
+    Attributes
+    ----------
+    parameter : str
+        Name of the offending argument.
+    value : object
+        The value received.
+    allowed : object
+        What would have been accepted (a collection or a description).
+    """
+
+    def __init__(self, parameter: str, value, allowed, hint: str = ""):
+        self.parameter = parameter
+        self.value = value
+        self.allowed = allowed
+        if isinstance(allowed, (list, tuple, set, frozenset)):
+            allowed_text = "one of " + ", ".join(repr(a) for a in allowed)
+        else:
+            allowed_text = str(allowed)
+        message = f"{parameter}={value!r} is not allowed; expected {allowed_text}."
+        if hint:
+            message += " " + hint
+        super().__init__(message)
+
+
+class LayerNotFoundError(ResqueError, KeyError):
+    """The layer name is not one of ``model.named_modules()``."""
+
+    def __init__(self, layer: str, close_matches: list[str], valid: list[str]):
+        self.layer = layer
+        self.close_matches = close_matches
+        self.valid = valid
+        message = f"layer={layer!r} is not a module of this model."
+        if close_matches:
+            message += " Did you mean " + " or ".join(repr(m) for m in close_matches) + "?"
+        shown = valid if len(valid) <= 25 else valid[:12] + ["..."] + valid[-12:]
+        message += " Valid names (from model.named_modules()): " + ", ".join(shown) + "."
+        super().__init__(message)
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return self.args[0]
+
+
+class DataError(ResqueError, ValueError):
+    """A dataset or a batch from it cannot be used (empty, bad labels, NaN images...)."""
+
+
+class ClassMismatchError(DataError):
+    """The original and shifted data do not cover the same classes."""
+
+    def __init__(self, only_original: list[int], only_shifted: list[int]):
+        self.only_original = only_original
+        self.only_shifted = only_shifted
+        parts = []
+        if only_original:
+            parts.append(f"classes {only_original} are in `original` but not in `shifted`")
+        if only_shifted:
+            parts.append(f"classes {only_shifted} are in `shifted` but not in `original`")
+        super().__init__(
+            "RESQUE_dist compares the same classes before and after the shift, but "
+            + "; ".join(parts)
+            + ". Restrict both datasets to the classes they share (e.g. with torch.utils.data.Subset)."
+        )
+
+
+class DegenerateEmbeddingError(DataError):
+    """An embedding sum has zero length, so its direction (and the angle) is undefined."""
+
+
+class FingerprintError(ResqueError, ValueError):
+    """A fingerprint file is missing, corrupt, or does not match the call it is used in."""

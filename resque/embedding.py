@@ -182,7 +182,10 @@ def layer_outputs(
     seen = 0
     try:
         with _inference_mode(model, device):
-            total = len(loader) if hasattr(loader, "__len__") else None
+            try:
+                total = len(loader)
+            except TypeError:  # an IterableDataset without __len__
+                total = None
             bar = tqdm(loader, total=total, desc=f"embedding {name}", unit="batch", disable=not progress, leave=False)
             for batch in bar:
                 images, labels = _split_batch(batch, name)

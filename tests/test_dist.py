@@ -205,3 +205,12 @@ def test_safetensors_file_of_other_content_is_refused(tmp_path):
     save_file({"weight": torch.zeros(2)}, str(path))
     with pytest.raises(resque.FingerprintError, match="not a resque-fingerprint"):
         resque.load_fingerprint(path)
+
+
+def test_progress_bar_can_be_shown_and_hidden(capsys):
+    model = toy_cnn()
+    data = patterned_images(5)
+    resque.resque_dist(model, data, data, "1", progress=True)
+    assert "embedding original" in capsys.readouterr().err
+    resque.resque_dist(model, data, data, "1", progress=False)
+    assert "embedding" not in capsys.readouterr().err

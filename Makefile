@@ -6,9 +6,18 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.resque-installed
 
-.PHONY: env test bench clean
+.PHONY: env data test bench clean
 
-env: $(STAMP)
+# Fashion-MNIST, the offline default dataset, comes from Debian's package.
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+env: $(STAMP) data
+
+data:
+	@test -f $(FMNIST) || { \
+	  echo "Installing Debian's dataset-fashion-mnist (the offline Fashion-MNIST files)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; }
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,10 +26,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-test: $(STAMP)
+test: env
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: env
 	$(PY) benchmarks/bench_dist.py
 
 clean:

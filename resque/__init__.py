@@ -2,11 +2,15 @@
 
 Implements RESQUE (Sangarya & Kim, AAAI 2025): RESQUE_dist for a distribution
 shift and RESQUE_task for a task change, each from one forward pass of the
-existing model.
+existing model; plus the datasets, models and shifts the study feeds them with.
 """
 
+from .checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+from .datasets import DATASETS, LabelledImages, ToModelInput, data_root, list_datasets, load_dataset, to_model_input
+from .derived_tasks import TASKS, TaskSpec, derive_task, get_task, list_tasks, load_task
 from .dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
 from .errors import (
+    CheckpointError,
     ClassMismatchError,
     DataError,
     DegenerateEmbeddingError,
@@ -15,11 +19,15 @@ from .errors import (
     LayerNotFoundError,
     ResqueError,
 )
+from .models import MODELS, create_model, default_layer, head_name, input_shape, list_models, replace_head
+from .shifts import SHIFTS, ShiftedDataset, ShiftFamily, apply_shift, create_shift, list_shifts, recommended_grid
+from .splits import ProtocolSplit, protocol_split, subsample_per_class, subset, validation_split
 from .task import TaskResult, resque_task, resque_task_variants
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # estimators
     "resque_dist",
     "resque_task",
     "resque_task_variants",
@@ -28,6 +36,45 @@ __all__ = [
     "ClassSums",
     "DistResult",
     "TaskResult",
+    # data
+    "DATASETS",
+    "list_datasets",
+    "load_dataset",
+    "LabelledImages",
+    "ToModelInput",
+    "to_model_input",
+    "data_root",
+    "protocol_split",
+    "ProtocolSplit",
+    "validation_split",
+    "subsample_per_class",
+    "subset",
+    "TASKS",
+    "TaskSpec",
+    "list_tasks",
+    "get_task",
+    "load_task",
+    "derive_task",
+    # shifts
+    "SHIFTS",
+    "list_shifts",
+    "create_shift",
+    "apply_shift",
+    "recommended_grid",
+    "ShiftFamily",
+    "ShiftedDataset",
+    # models
+    "MODELS",
+    "list_models",
+    "create_model",
+    "default_layer",
+    "head_name",
+    "replace_head",
+    "input_shape",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint_config",
+    # errors
     "ResqueError",
     "InvalidParameterError",
     "LayerNotFoundError",
@@ -35,5 +82,6 @@ __all__ = [
     "ClassMismatchError",
     "DegenerateEmbeddingError",
     "FingerprintError",
+    "CheckpointError",
     "__version__",
 ]

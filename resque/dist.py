@@ -35,7 +35,7 @@ def model_digest(model: nn.Module) -> str:
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach()
         digest.update(f"{key}|{tuple(tensor.shape)}|{tensor.dtype}".encode())
-        digest.update(tensor.cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 

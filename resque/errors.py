@@ -15,6 +15,7 @@ __all__ = [
     "ClassMismatchError",
     "DegenerateEmbeddingError",
     "FingerprintError",
+    "CheckpointError",
 ]
 
 
@@ -95,3 +96,20 @@ class DegenerateEmbeddingError(DataError):
 
 class FingerprintError(ResqueError, ValueError):
     """A fingerprint file is missing, corrupt, or does not match the call it is used in."""
+
+
+class CheckpointError(ResqueError, ValueError):
+    """A checkpoint file is missing, unsafe, corrupt, or does not fit its model.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    problem : str
+        What is wrong with it, and what to do.
+    """
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"Checkpoint {self.path!r}: {problem}")

@@ -214,3 +214,16 @@ def test_progress_bar_can_be_shown_and_hidden(capsys):
     assert "embedding original" in capsys.readouterr().err
     resque.resque_dist(model, data, data, "1", progress=False)
     assert "embedding" not in capsys.readouterr().err
+
+
+def test_fingerprint_of_a_model_with_batch_norm_buffers():
+    # BatchNorm keeps a 0-dim integer buffer (num_batches_tracked) in its state dict.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    data = patterned_images(5)
+    fp = resque.fingerprint(model, data, "0", progress=False)
+    assert float(resque.resque_dist(model, fp, data, "0", progress=False)) == pytest.approx(0.0, abs=1e-7)
+    with torch.no_grad():
+        model[1].running_mean += 1.0  # a buffer, not a parameter, changed: still other weights
+    with pytest.raises(resque.FingerprintError, match="different model weights"):
+        resque.resque_dist(model, fp, data, "0", progress=False)

@@ -1,0 +1,493 @@
+"""Energy (kWh) and carbon (kg CO2-eq) of a stretch of computation, with where each figure comes from.
+
+See PROTOCOL.md, "Retraining and what it costs": energy comes from the best
+source the machine has and is labelled with it. Three components are read:
+
+========  ==========================================  ==============================
+part      read by                                     ``source``
+========  ==========================================  ==============================
+``gpu``   the GPU's own energy counter, through NVML  ``"nvml"`` (a measurement)
+``cpu``   codecarbon's ``OfflineEmissionsTracker``    ``"rapl"`` or ``"powermetrics"``
+                                                      when codecarbon read a hardware
+                                                      counter, else ``"estimate"``
+``ram``   codecarbon                                  always ``"estimate"`` (a model
+                                                      of DIMM power, not a counter)
+========  ==========================================  ==============================
+
+Without RAPL (most VMs and containers), codecarbon falls back on the CPU's TDP
+(thermal design power) scaled by the CPU load, and that figure is labelled
+``"estimate"``; a hardware it does not know is labelled ``"estimate"`` too, so
+an estimate is never passed off as a measurement. codecarbon's own GPU figure
+is not used: the GPU is read here directly, at the epoch boundaries.
+
+Carbon is energy times the grid carbon intensity codecarbon holds for the
+country (its offline table of national electricity mixes); it is the same for
+every component, so a GPU figure measured through NVML gets exactly the
+intensity codecarbon would have applied.
+
+codecarbon and NVML are optional: nothing here imports them until a meter is
+started, and a meter that cannot start records why instead of raising, so a
+training run never dies for want of an energy counter.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .errors import InvalidParameterError
+
+__all__ = [
+    "DEFAULT_COUNTRY",
+    "ESTIMATE",
+    "MEASURED_SOURCES",
+    "EnergyFigure",
+    "EnergyReport",
+    "EnergyCounter",
+    "NvmlEnergyReader",
+    "HostEnergyMeter",
+    "EnergyMeter",
+    "carbon_intensity",
+]
+
+DEFAULT_COUNTRY = "USA"
+"""ISO 3166-1 alpha-3 code used for carbon when none is given."""
+
+ESTIMATE = "estimate"
+MEASURED_SOURCES = ("nvml", "rapl", "powermetrics")
+
+MILLIJOULES_PER_KWH = 3.6e9
+
+# codecarbon CPU modes that read a hardware energy counter; Intel Power Gadget
+# and the Windows Energy Meter Interface both expose the RAPL registers.
+_RAPL_CPU_MODES = ("intel_rapl", "intel_power_gadget", "windows_emi")
+
+
+@dataclass
+class EnergyFigure:
+    """Energy of one hardware part over one interval.
+
+    Attributes
+    ----------
+    kwh : float
+        Energy in kWh.
+    source : str
+        ``"nvml"``, ``"rapl"``, ``"powermetrics"`` (hardware counters) or
+        ``"estimate"`` (a model of power, e.g. TDP times load).
+    """
+
+    kwh: float
+    source: str
+
+    @property
+    def measured(self) -> bool:
+        return self.source in MEASURED_SOURCES
+
+    def to_dict(self) -> dict:
+        return {"kwh": float(self.kwh), "source": self.source}
+
+
+@dataclass
+class EnergyReport:
+    """Energy and carbon of one interval, part by part.
+
+    Attributes
+    ----------
+    parts : dict of str to EnergyFigure
+        ``"gpu"``, ``"cpu"``, ``"ram"``: only the parts that could be read.
+    unavailable : dict of str to str
+        Part name to the reason it could not be read (e.g. no GPU, codecarbon
+        missing).
+    carbon_intensity : float or None
+        kg CO2-eq per kWh applied to every part; None when codecarbon, which
+        holds the grid data, is unavailable.
+    """
+
+    parts: dict[str, EnergyFigure] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    carbon_intensity: float | None = None
+
+    @property
+    def kwh(self) -> float | None:
+        """Sum over the parts that were read, in kWh; None when none was."""
+        if not self.parts:
+            return None
+        return sum(figure.kwh for figure in self.parts.values())
+
+    @property
+    def estimated_kwh(self) -> float | None:
+        """The part of :attr:`kwh` that is an estimate rather than a measurement, in kWh."""
+        if not self.parts:
+            return None
+        return sum(figure.kwh for figure in self.parts.values() if not figure.measured)
+
+    @property
+    def carbon_kg(self) -> float | None:
+        """:attr:`kwh` times :attr:`carbon_intensity`, in kg CO2-eq (always an estimate)."""
+        if self.kwh is None or self.carbon_intensity is None:
+            return None
+        return self.kwh * self.carbon_intensity
+
+    def __add__(self, other: "EnergyReport") -> "EnergyReport":
+        """Energy of two consecutive intervals (e.g. epochs): part-wise sums."""
+        parts = {name: EnergyFigure(figure.kwh, figure.source) for name, figure in self.parts.items()}
+        for name, figure in other.parts.items():
+            if name in parts:
+                # A part's source cannot improve mid-run; if it ever differs, keep the weaker label.
+                source = parts[name].source if parts[name].source == figure.source else ESTIMATE
+                parts[name] = EnergyFigure(parts[name].kwh + figure.kwh, source)
+            else:
+                parts[name] = EnergyFigure(figure.kwh, figure.source)
+        unavailable = {**other.unavailable, **self.unavailable}
+        for name in parts:
+            unavailable.pop(name, None)
+        intensity = self.carbon_intensity if self.carbon_intensity is not None else other.carbon_intensity
+        return EnergyReport(parts, unavailable, intensity)
+
+
+class EnergyCounter(Protocol):
+    """A cumulative energy counter: what :class:`EnergyMeter` needs of a GPU reader.
+
+    ``read_kwh()`` returns the energy since some fixed origin, in kWh; only
+    differences between two reads are used. ``source`` labels the figures.
+    """
+
+    source: str
+
+    def read_kwh(self) -> float: ...
+
+
+class NvmlEnergyReader:
+    """The GPU's own cumulative energy counter, read through NVML.
+
+    Wraps ``nvmlDeviceGetTotalEnergyConsumption`` (millijoules since the
+    driver was loaded; Volta and newer GPUs). The counter is read once when
+    the reader is built, so a GPU without it fails here rather than in the
+    middle of training.
+
+    Parameters
+    ----------
+    device_index : int, default 0
+        NVML index of the GPU. With ``CUDA_VISIBLE_DEVICES`` set, NVML and CUDA
+        number devices differently; :meth:`for_torch_device` maps by UUID.
+    uuid : str, optional
+        NVML UUID (``"GPU-..."``); takes precedence over `device_index`.
+    nvml : module-like, optional
+        The NVML bindings: an object with ``nvmlInit``,
+        ``nvmlDeviceGetHandleByIndex``, ``nvmlDeviceGetHandleByUUID``,
+        ``nvmlDeviceGetTotalEnergyConsumption`` and ``nvmlShutdown``. Defaults
+        to ``pynvml`` from the ``nvidia-ml-py`` package; tests pass a stand-in.
+
+    Examples
+    --------
+    >>> reader = NvmlEnergyReader(0)            # doctest: +SKIP
+    >>> before = reader.read_kwh()              # doctest: +SKIP
+    """
+
+    source = "nvml"
+
+    def __init__(self, device_index: int = 0, *, uuid: str | None = None, nvml=None):
+        if nvml is None:
+            import pynvml as nvml  # from nvidia-ml-py
+        self._nvml = nvml
+        nvml.nvmlInit()
+        self._open = True
+        try:
+            if uuid is not None:
+                self._handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
+            else:
+                self._handle = nvml.nvmlDeviceGetHandleByIndex(device_index)
+            self.read_kwh()
+        except Exception:
+            self.close()
+            raise
+
+    @classmethod
+    def for_torch_device(cls, device, *, nvml=None) -> "NvmlEnergyReader":
+        """The reader of the GPU that holds a CUDA `device` (matched by UUID where torch exposes it)."""
+        import torch
+
+        device = torch.device(device)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        if uuid is not None:
+            text = str(uuid)
+            return cls(uuid=text if text.startswith("GPU-") else "GPU-" + text, nvml=nvml)
+        return cls(index, nvml=nvml)
+
+    def read_kwh(self) -> float:
+        """Energy used by the GPU since the driver was loaded, in kWh."""
+        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / MILLIJOULES_PER_KWH
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:  # shutting down a half-initialised library is best effort
+                pass
+
+
+def _quiet_codecarbon():
+    """Import codecarbon with its logger at ERROR.
+
+    codecarbon attaches a stream handler and logs at INFO on import and on
+    construction; the level must be set after the import (which resets
+    nothing) but before a tracker is built.
+    """
+    import codecarbon
+
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)
+    return codecarbon
+
+
+def carbon_intensity(country_iso_code: str = DEFAULT_COUNTRY) -> float:
+    """Grid carbon intensity codecarbon applies offline in a country, in kg CO2-eq per kWh.
+
+    Parameters
+    ----------
+    country_iso_code : str, default "USA"
+        ISO 3166-1 alpha-3 code (``"FRA"``, ``"DEU"``, ...), one of codecarbon's
+        global energy-mix table.
+
+    Raises
+    ------
+    InvalidParameterError
+        If codecarbon has no data for the code.
+    ModuleNotFoundError
+        If codecarbon is not installed.
+    """
+    _quiet_codecarbon()
+    from codecarbon.core.emissions import Emissions
+    from codecarbon.core.units import Energy
+    from codecarbon.external.geography import GeoMetadata
+    from codecarbon.input import DataSource
+
+    code = _check_country(country_iso_code)
+    # The same call codecarbon makes for on-premise energy, applied to 1 kWh.
+    engine = Emissions(DataSource())
+    return float(engine.get_private_infra_emissions(Energy.from_energy(kWh=1.0), GeoMetadata(country_iso_code=code)))
+
+
+def _check_country(country_iso_code) -> str:
+    from codecarbon.input import DataSource
+
+    known = sorted(DataSource().get_global_energy_mix_data())
+    code = country_iso_code.upper() if isinstance(country_iso_code, str) else country_iso_code
+    if code not in known:
+        close = difflib.get_close_matches(str(code), known, n=3)
+        hint = "Did you mean " + " or ".join(repr(c) for c in close) + "? " if close else ""
+        raise InvalidParameterError(
+            "country_iso_code",
+            country_iso_code,
+            "an ISO 3166-1 alpha-3 code in codecarbon's energy-mix table",
+            hint=hint + f"Known codes include {', '.join(known[:8])}, ...",
+        )
+    return code
+
+
+def _cpu_source(hardware) -> str:
+    """Source label of codecarbon's CPU figure, from the hardware objects it chose."""
+    from codecarbon.external.hardware import CPU, AppleSiliconChip
+
+    if isinstance(hardware, CPU) and getattr(hardware, "_mode", None) in _RAPL_CPU_MODES:
+        return "rapl"
+    if isinstance(hardware, AppleSiliconChip) and getattr(hardware, "chip_part", "") == "CPU":
+        return "powermetrics"
+    # "constant" and "cpu_load" modes are TDP-based; anything unknown is not claimed as measured.
+    return ESTIMATE
+
+
+class HostEnergyMeter:
+    """CPU and RAM energy per interval, from codecarbon's ``OfflineEmissionsTracker``.
+
+    Each interval is a codecarbon *task* (``start_task``/``stop_task``): it
+    measures once at the end of the interval and samples CPU load every
+    second in between, so nothing runs every `measure_power_secs` and no file
+    is written (no ``emissions.csv``). Every failure is caught and recorded in
+    :attr:`unavailable_reason`.
+
+    Parameters
+    ----------
+    country_iso_code : str, default "USA"
+        Where the machine is, for carbon (see :func:`carbon_intensity`).
+    """
+
+    parts = ("cpu", "ram")
+
+    def __init__(self, country_iso_code: str = DEFAULT_COUNTRY):
+        self.country_iso_code = country_iso_code
+        self.unavailable_reason: str = "not started"
+        self.sources: dict[str, str] = {}
+        self.carbon_intensity: float | None = None
+        self.codecarbon_version: str = ""
+        self._tracker = None
+        self._in_interval = False
+
+    def start(self) -> None:
+        """Build the tracker and probe the hardware (about 1-2 s the first time in a process).
+
+        Raises
+        ------
+        InvalidParameterError
+            If codecarbon is installed but does not know `country_iso_code`:
+            that is a caller's mistake, not a missing counter.
+        """
+        try:
+            codecarbon = _quiet_codecarbon()
+        except Exception as error:  # ImportError, or a broken install
+            self.unavailable_reason = f"codecarbon cannot be imported ({type(error).__name__}: {error})"
+            return
+        self.codecarbon_version = getattr(codecarbon, "__version__", "")
+        self.country_iso_code = _check_country(self.country_iso_code)
+        try:
+            self.carbon_intensity = carbon_intensity(self.country_iso_code)
+            self._tracker = codecarbon.OfflineEmissionsTracker(
+                country_iso_code=self.country_iso_code,
+                output_methods=[],  # no emissions.csv; `save_to_file` is deprecated in codecarbon 3
+                log_level="error",
+                allow_multiple_runs=True,  # no lock file, so parallel runs (and tests) do not block each other
+                electricitymaps_api_token=None,  # offline: never ask an API for the grid mix
+            )
+            # A first task triggers codecarbon's hardware probe, so that cost
+            # falls here, before the first epoch's clock starts.
+            self._tracker.start_task("resque-probe")
+            probe = self._tracker.stop_task()
+            if probe is None:
+                raise RuntimeError("codecarbon returned no measurement for a probe task")
+            hardware = list(getattr(self._tracker, "_hardware", []))
+            cpus = [item for item in hardware if type(item).__name__ in ("CPU", "AppleSiliconChip")]
+            self.sources = {"cpu": _cpu_source(cpus[0]) if cpus else ESTIMATE, "ram": ESTIMATE}
+        except Exception as error:
+            self.unavailable_reason = f"codecarbon failed to start ({type(error).__name__}: {error})"
+            self._tracker = None
+            return
+        self.unavailable_reason = ""
+
+    @property
+    def available(self) -> bool:
+        return self._tracker is not None
+
+    def begin(self) -> None:
+        """Start an interval."""
+        if self._tracker is None:
+            return
+        try:
+            self._tracker.start_task()
+            self._in_interval = True
+        except Exception as error:
+            self._fail(error)
+
+    def end(self) -> EnergyReport:
+        """End the interval begun by :meth:`begin` and return its CPU and RAM energy."""
+        report = EnergyReport(carbon_intensity=self.carbon_intensity)
+        if self._tracker is None or not self._in_interval:
+            reason = self.unavailable_reason or "no interval was begun"
+            report.unavailable = {part: reason for part in self.parts}
+            return report
+        self._in_interval = False
+        try:
+            data = self._tracker.stop_task()
+            if data is None:
+                raise RuntimeError("codecarbon's stop_task returned no data")
+            report.parts = {
+                "cpu": EnergyFigure(float(data.cpu_energy), self.sources["cpu"]),
+                "ram": EnergyFigure(float(data.ram_energy), self.sources["ram"]),
+            }
+        except Exception as error:
+            self._fail(error)
+            report.unavailable = {part: self.unavailable_reason for part in self.parts}
+        return report
+
+    def stop(self) -> None:
+        """Stop codecarbon's threads; the meter cannot be restarted."""
+        tracker, self._tracker = self._tracker, None
+        if tracker is None:
+            return
+        try:
+            if self._in_interval:
+                tracker.stop_task()
+            tracker.stop()
+        except Exception:  # stopping is best effort: the figures are already taken
+            pass
+        self._in_interval = False
+        self.unavailable_reason = "stopped"
+
+    def _fail(self, error: Exception) -> None:
+        self.unavailable_reason = f"codecarbon failed during measurement ({type(error).__name__}: {error})"
+        self.stop()
+        self.unavailable_reason = f"codecarbon failed during measurement ({type(error).__name__}: {error})"
+
+
+class EnergyMeter:
+    """GPU (NVML), CPU and RAM (codecarbon) energy, interval by interval.
+
+    Parameters
+    ----------
+    country_iso_code : str, default "USA"
+        Where the machine is, for carbon.
+    gpu_counter : EnergyCounter, optional
+        A cumulative GPU energy counter, usually :class:`NvmlEnergyReader`;
+        None when there is no GPU to read.
+    gpu_unavailable_reason : str, default "no CUDA device"
+        Recorded for the ``gpu`` part when `gpu_counter` is None.
+    host : bool, default True
+        Read the CPU and RAM through codecarbon.
+    """
+
+    def __init__(
+        self,
+        country_iso_code: str = DEFAULT_COUNTRY,
+        gpu_counter: EnergyCounter | None = None,
+        *,
+        gpu_unavailable_reason: str = "no CUDA device",
+        host: bool = True,
+    ):
+        self.host = HostEnergyMeter(country_iso_code) if host else None
+        self.gpu_counter = gpu_counter
+        self.gpu_unavailable_reason = gpu_unavailable_reason
+        self._gpu_start: float | None = None
+
+    def start(self) -> None:
+        if self.host is not None:
+            self.host.start()
+
+    @property
+    def carbon_intensity(self) -> float | None:
+        return self.host.carbon_intensity if self.host is not None else None
+
+    def begin(self) -> None:
+        if self.host is not None:
+            self.host.begin()
+        self._gpu_start = self._read_gpu()
+
+    def end(self) -> EnergyReport:
+        gpu_end = self._read_gpu()
+        report = self.host.end() if self.host is not None else EnergyReport()
+        if self.host is None:
+            report.unavailable.update({"cpu": "host energy off", "ram": "host energy off"})
+        if self._gpu_start is not None and gpu_end is not None:
+            report.parts["gpu"] = EnergyFigure(gpu_end - self._gpu_start, self.gpu_counter.source)
+        else:
+            report.unavailable["gpu"] = self.gpu_unavailable_reason
+        self._gpu_start = None
+        return report
+
+    def stop(self) -> None:
+        if self.host is not None:
+            self.host.stop()
+        close = getattr(self.gpu_counter, "close", None)
+        if close is not None:
+            close()
+
+    def _read_gpu(self) -> float | None:
+        if self.gpu_counter is None:
+            return None
+        try:
+            return float(self.gpu_counter.read_kwh())
+        except Exception as error:  # a counter that stops answering must not stop training
+            self.gpu_unavailable_reason = f"GPU energy counter failed ({type(error).__name__}: {error})"
+            self.gpu_counter = None
+            return None

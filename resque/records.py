@@ -1,0 +1,175 @@
+"""One JSON record per run: what was trained, how, what RESQUE said before, what it cost.
+
+The schema is versioned (:data:`SCHEMA`); :func:`load_record` refuses other
+versions with a clear message. Records are written to a temporary file and
+renamed, so a process killed while writing leaves either the previous file or
+none, never a truncated one; and only a record with ``complete=True`` counts as
+a finished run.
+
+Schema ``resque-run/1`` (all keys always present):
+
+=================  =====================================================================
+key                meaning
+=================  =====================================================================
+schema             ``"resque-run/1"``
+run_id             unique name of the run (e.g. ``shift-gaussian_noise-0.08-seed0``)
+kind               ``"source"``, ``"shift"``, ``"task"`` or ``"scratch"``
+experiment         what changed: ``{"shift": ..., "intensity": ...}`` or ``{"task": ...}``
+seed               the run's seed
+config             the :class:`~resque.training.TrainConfig`, as a dict
+model              ``{"name": ..., "kwargs": {...}}`` from the model registry
+estimators         values computed *before* retraining, e.g. ``{"resque_dist": 0.07}``
+epochs             per-epoch series: loss, accuracies, lr, and the tracker's costs
+totals             whole-run costs (epochs, steps, FLOPs, kWh, kg CO2-eq, seconds...)
+stop_reason        one of :data:`~resque.training.STOP_REASONS`
+test_accuracy      accuracy on the test split after the last epoch (or null)
+provenance         versions of resque / torch / Python, machine, git commit, UTC time
+complete           true only once the run finished and everything above is filled
+error              the error message of a failed run, else null
+=================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import ResqueError
+
+__all__ = ["SCHEMA", "RunRecord", "RecordError", "load_record", "provenance"]
+
+SCHEMA = "resque-run/1"
+
+
+class RecordError(ResqueError, ValueError):
+    """A run record cannot be read: missing, not JSON, other schema, or incomplete."""
+
+
+@dataclass
+class RunRecord:
+    """One run's record (see the module docstring for the schema)."""
+
+    run_id: str
+    kind: str
+    experiment: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    estimators: dict[str, float] = field(default_factory=dict)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str = ""
+    test_accuracy: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    complete: bool = False
+    error: str | None = None
+    schema: str = SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the record as JSON, atomically (temporary file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=True, default=_jsonable)
+        handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w") as stream:
+                stream.write(text)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return path
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn numpy/torch scalars and paths into JSON values."""
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def load_record(path: str | os.PathLike, *, require_complete: bool = False) -> RunRecord:
+    """Read a record written by :meth:`RunRecord.save`.
+
+    Raises
+    ------
+    RecordError
+        Missing file, invalid JSON, a schema other than :data:`SCHEMA`, unknown
+        keys, or (with `require_complete`) a run that did not finish.
+    """
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"No run record at {str(path)!r}.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RecordError(f"{str(path)!r} is not a JSON run record ({error}); delete it and rerun.") from None
+    if not isinstance(values, dict) or values.get("schema") != SCHEMA:
+        found = values.get("schema") if isinstance(values, dict) else type(values).__name__
+        raise RecordError(
+            f"{str(path)!r} has schema {found!r}; this version of resque reads {SCHEMA!r}. "
+            "Rerun the experiment, or read it with the resque version that wrote it."
+        )
+    known = {f.name for f in fields(RunRecord)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise RecordError(f"{str(path)!r} has unknown keys {unknown} for schema {SCHEMA!r}.")
+    record = RunRecord(**values)
+    if require_complete and not record.complete:
+        raise RecordError(f"{str(path)!r} is the record of a run that did not finish ({record.error or 'no error recorded'}).")
+    return record
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance() -> dict[str, Any]:
+    """Versions, machine and time, saved with every record."""
+    import torch
+
+    from . import __version__
+
+    info = {
+        "resque": __version__,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git_commit": _git_commit(),
+        "utc_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return info

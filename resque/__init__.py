@@ -8,6 +8,7 @@ existing model; plus the datasets, models and shifts the study feeds them with.
 from .checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
 from .datasets import DATASETS, LabelledImages, ToModelInput, data_root, list_datasets, load_dataset, to_model_input
 from .derived_tasks import TASKS, TaskSpec, derive_task, get_task, list_tasks, load_task
+from .energy import NvmlEnergyReader, carbon_intensity
 from .dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
 from .errors import (
     CheckpointError,
@@ -18,11 +19,16 @@ from .errors import (
     InvalidParameterError,
     LayerNotFoundError,
     ResqueError,
+    TrackingStateError,
 )
 from .models import MODELS, create_model, default_layer, head_name, input_shape, list_models, replace_head
+from .runs import retrain_shift, retrain_task, run_training, train_from_scratch
 from .shifts import SHIFTS, ShiftedDataset, ShiftFamily, apply_shift, create_shift, list_shifts, recommended_grid
 from .splits import ProtocolSplit, protocol_split, subsample_per_class, subset, validation_split
+from .records import RecordError, RunRecord, load_record
 from .task import TaskResult, resque_task, resque_task_variants
+from .tracking import CostTracker, EpochCosts, TrainingCosts
+from .training import TrainConfig, TrainResult, evaluate, retrain_for_task, train
 
 __version__ = "0.1.0"
 
@@ -74,6 +80,23 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_checkpoint_config",
+    # retraining and its cost
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "evaluate",
+    "retrain_for_task",
+    "run_training",
+    "retrain_shift",
+    "retrain_task",
+    "train_from_scratch",
+    "CostTracker",
+    "EpochCosts",
+    "TrainingCosts",
+    "NvmlEnergyReader",
+    "carbon_intensity",
+    "RunRecord",
+    "load_record",
     # errors
     "ResqueError",
     "InvalidParameterError",
@@ -83,5 +106,7 @@ __all__ = [
     "DegenerateEmbeddingError",
     "FingerprintError",
     "CheckpointError",
+    "TrackingStateError",
+    "RecordError",
     "__version__",
 ]

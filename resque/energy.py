@@ -99,7 +99,9 @@ class EnergyReport:
         ``"gpu"``, ``"cpu"``, ``"ram"``: only the parts that could be read.
     unavailable : dict of str to str
         Part name to the reason it could not be read (e.g. no GPU, codecarbon
-        missing).
+        missing). In a sum of intervals (``a + b``) a part can be in both
+        `parts` and `unavailable`: it was read in some intervals only, and its
+        kWh covers those.
     carbon_intensity : float or None
         kg CO2-eq per kWh applied to every part; None when codecarbon, which
         holds the grid data, is unavailable.
@@ -140,9 +142,8 @@ class EnergyReport:
                 parts[name] = EnergyFigure(parts[name].kwh + figure.kwh, source)
             else:
                 parts[name] = EnergyFigure(figure.kwh, figure.source)
+        # A part missing from either interval stays listed, so a partial sum is never taken for a whole one.
         unavailable = {**other.unavailable, **self.unavailable}
-        for name in parts:
-            unavailable.pop(name, None)
         intensity = self.carbon_intensity if self.carbon_intensity is not None else other.carbon_intensity
         return EnergyReport(parts, unavailable, intensity)
 
@@ -214,7 +215,10 @@ class NvmlEnergyReader:
         uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
         if uuid is not None:
             text = str(uuid)
-            return cls(uuid=text if text.startswith("GPU-") else "GPU-" + text, nvml=nvml)
+            try:
+                return cls(uuid=text if text.startswith(("GPU-", "MIG-")) else "GPU-" + text, nvml=nvml)
+            except Exception:  # UUID formats vary across torch and driver versions; the index usually agrees
+                pass
         return cls(index, nvml=nvml)
 
     def read_kwh(self) -> float:
@@ -233,9 +237,10 @@ class NvmlEnergyReader:
 def _quiet_codecarbon():
     """Import codecarbon with its logger at ERROR.
 
-    codecarbon attaches a stream handler and logs at INFO on import and on
-    construction; the level must be set after the import (which resets
-    nothing) but before a tracker is built.
+    Importing codecarbon sets its logger to INFO (``codecarbon.external.logger``
+    calls ``set_logger_level()`` at import), and a tracker logs a few lines
+    before applying its own ``log_level``; so the level is set here, after
+    the import and before any tracker is built.
     """
     import codecarbon
 
@@ -416,7 +421,6 @@ class HostEnergyMeter:
         self.unavailable_reason = "stopped"
 
     def _fail(self, error: Exception) -> None:
-        self.unavailable_reason = f"codecarbon failed during measurement ({type(error).__name__}: {error})"
         self.stop()
         self.unavailable_reason = f"codecarbon failed during measurement ({type(error).__name__}: {error})"
 

@@ -16,6 +16,8 @@ __all__ = [
     "DegenerateEmbeddingError",
     "FingerprintError",
     "CheckpointError",
+    "TrackingStateError",
+    "RecordError",
 ]
 
 
@@ -113,3 +115,25 @@ class CheckpointError(ResqueError, ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"Checkpoint {self.path!r}: {problem}")
+
+
+class TrackingStateError(ResqueError, RuntimeError):
+    """A :class:`CostTracker` hook was called out of order (e.g. ``end_epoch`` before ``start_epoch``).
+
+    Attributes
+    ----------
+    action : str
+        The hook that was called.
+    state : str
+        Where the tracker was: ``"not started"``, ``"between epochs"``,
+        ``"in an epoch"``, ``"in evaluation"`` or ``"stopped"``.
+    """
+
+    def __init__(self, action: str, state: str, fix: str):
+        self.action = action
+        self.state = state
+        super().__init__(f"{action} was called while the tracker is {state}. {fix}")
+
+
+class RecordError(ResqueError, ValueError):
+    """A run record cannot be read: missing, not JSON, other schema, or incomplete."""

@@ -42,15 +42,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ResqueError
+from .errors import RecordError
 
 __all__ = ["SCHEMA", "RunRecord", "RecordError", "load_record", "provenance"]
 
 SCHEMA = "resque-run/1"
-
-
-class RecordError(ResqueError, ValueError):
-    """A run record cannot be read: missing, not JSON, other schema, or incomplete."""
 
 
 @dataclass

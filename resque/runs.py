@@ -1,0 +1,142 @@
+"""A tracked, recorded training run: the unit a study is made of.
+
+:func:`run_training` wraps :func:`resque.training.train` with a
+:class:`~resque.tracking.CostTracker` and turns the outcome into a
+:class:`~resque.records.RunRecord`. The three kinds of run of PROTOCOL.md
+share it:
+
+- ``kind="source"``: the source model trained from scratch on clean S0+S2;
+- ``kind="shift"``: that model fine-tuned on shifted S1+S2 (:func:`retrain_shift`);
+- ``kind="task"``: that model with a fresh head fine-tuned on a new task (:func:`retrain_task`);
+- ``kind="scratch"``: a fresh model trained on the same new data to the same
+  target, the yardstick that says what reuse saved (:func:`train_from_scratch`).
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import asdict
+
+from torch import nn
+
+from .models import create_model
+from .records import RunRecord, provenance
+from .tracking import CostTracker
+from .training import TrainConfig, as_tensors, retrain_for_task, train
+
+__all__ = ["KINDS", "run_training", "retrain_shift", "retrain_task", "train_from_scratch"]
+
+KINDS = ("source", "shift", "task", "scratch")
+
+
+def run_training(
+    model: nn.Module,
+    train_data,
+    val_data,
+    config: TrainConfig | None = None,
+    *,
+    kind: str,
+    run_id: str,
+    experiment: dict | None = None,
+    estimators: dict | None = None,
+    test_data=None,
+    energy: bool = True,
+    country_iso_code: str = "USA",
+    record_path: str | os.PathLike | None = None,
+    device=None,
+    progress: bool = True,
+) -> RunRecord:
+    """Train `model` with every cost tracked, and return (and optionally save) its record.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Trained in place.
+    train_data, val_data, test_data
+        As in :func:`resque.training.train`.
+    config : TrainConfig, optional
+    kind : {"source", "shift", "task", "scratch"}
+    run_id : str
+        Unique name of the run, stored in the record.
+    experiment : dict, optional
+        What changed (``{"shift": "frost", "intensity": 0.3}``, ``{"task": "digits"}``).
+    estimators : dict, optional
+        Values computed before retraining (``{"resque_dist": 0.07}``).
+    energy : bool, default True
+        Track energy and carbon (codecarbon; NVML on CUDA).
+    country_iso_code : str, default "USA"
+        For carbon intensity.
+    record_path : path, optional
+        Where to write the record (JSON, atomically). If training raises, an
+        incomplete record with the error is written there before the error propagates.
+
+    Returns
+    -------
+    RunRecord
+        ``complete=True``; ``stop_reason`` says whether the target was reached.
+    """
+    from .errors import InvalidParameterError
+
+    if kind not in KINDS:
+        raise InvalidParameterError("kind", kind, KINDS)
+    config = config or TrainConfig()
+    record = RunRecord(
+        run_id=run_id,
+        kind=kind,
+        experiment=dict(experiment or {}),
+        seed=config.seed,
+        config=asdict(config),
+        model=dict(getattr(model, "resque_config", {}) or {"name": type(model).__name__, "kwargs": {}}),
+        estimators=dict(estimators or {}),
+        provenance=provenance(),
+    )
+    try:
+        train_set = as_tensors(train_data, "train_data")
+        sample = (train_set.images[: config.batch_size], train_set.labels[: config.batch_size])
+        tracker = CostTracker(model, energy=energy, country_iso_code=country_iso_code, flops_sample=sample)
+        result = train(model, train_set, val_data, config, test_data=test_data, tracker=tracker,
+                       device=device, progress=progress)
+    except BaseException as error:
+        record.error = "".join(traceback.format_exception_only(type(error), error)).strip()
+        if record_path is not None:
+            record.save(record_path)
+        raise
+    record.epochs = [
+        {**asdict(stats), **costs.to_dict()} for stats, costs in zip(result.history, tracker.epochs)
+    ]
+    record.totals = tracker.totals().to_dict()
+    record.stop_reason = result.stop_reason
+    record.test_accuracy = result.test_accuracy
+    record.complete = True
+    if record_path is not None:
+        record.save(record_path)
+    return record
+
+
+def retrain_shift(model: nn.Module, shifted_train, val_data, config: TrainConfig | None = None, **options) -> RunRecord:
+    """Fine-tune all layers of the source model on shifted data (``kind="shift"``)."""
+    return run_training(model, shifted_train, val_data, config, kind="shift", **options)
+
+
+def retrain_task(
+    model: nn.Module, task_train, val_data, num_classes: int, config: TrainConfig | None = None, **options
+) -> RunRecord:
+    """Replace the head with a fresh one of `num_classes` outputs, fine-tune all layers (``kind="task"``)."""
+    config = config or TrainConfig()
+    retrain_for_task(model, num_classes, seed=config.seed)
+    return run_training(model, task_train, val_data, config, kind="task", **options)
+
+
+def train_from_scratch(
+    name: str, train_data, val_data, config: TrainConfig | None = None, *, model_kwargs: dict | None = None,
+    kind: str = "scratch", **options
+) -> tuple[nn.Module, RunRecord]:
+    """Build a fresh registry model (seeded by ``config.seed``) and train it (``kind="scratch"`` or ``"source"``)."""
+    import torch
+
+    config = config or TrainConfig()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = create_model(name, **(model_kwargs or {}))
+    return model, run_training(model, train_data, val_data, config, kind=kind, **options)

@@ -1,0 +1,122 @@
+"""Tracked, recorded runs on real Fashion-MNIST, and the record files they write."""
+
+import json
+
+import pytest
+import torch
+
+import resque
+from resque.records import SCHEMA
+from resque.runs import retrain_shift, retrain_task, run_training, train_from_scratch
+from resque.training import TrainConfig
+
+pytestmark = pytest.mark.skipif(
+    not resque.datasets.DEBIAN_FASHION_MNIST_DIR.exists(),
+    reason="needs Debian's dataset-fashion-mnist (make test installs it)",
+)
+
+FAST = TrainConfig(target_accuracy=0.6, max_epochs=4, batch_size=64, lr=2e-3)
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    train = resque.load_dataset("fashion_mnist", root=root)
+    test = resque.load_dataset("fashion_mnist", split="test", root=root)
+    split = resque.protocol_split(train, seed=0)
+    original = resque.subset(train, split.original)
+    shifted = resque.subset(train, split.shifted)
+    pick = lambda data, n: resque.subset(data, resque.subsample_per_class(data, n, seed=0))  # noqa: E731
+    return {
+        "source_train": pick(original, 100),
+        "source_val": pick(resque.subset(original, resque.subsample_per_class(original, 400, seed=1)), 30),
+        "shifted": pick(shifted, 60),
+        "test": pick(test, 30),
+    }
+
+
+@pytest.fixture(scope="module")
+def source(fashion):
+    model, record = train_from_scratch(
+        "small_cnn", fashion["source_train"], fashion["source_val"], FAST, kind="source", run_id="source",
+        energy=False, progress=False,
+    )
+    return model, record
+
+
+def test_source_run_learns_and_records(source):
+    model, record = source
+    assert record.complete and record.kind == "source" and record.stop_reason == "reached"
+    assert record.epochs[-1]["val_accuracy"] >= 0.6
+    assert record.model["name"] == "small_cnn"
+    assert record.totals["epochs"] == len(record.epochs) and record.totals["samples"] == 1000 * len(record.epochs)
+
+
+def test_shift_retraining_writes_a_complete_record(source, fashion, tmp_path):
+    model, _ = source
+    model = _copy(model)
+    shifted = resque.ShiftedDataset(fashion["shifted"], "gaussian_noise", 0.1, seed=0)
+    before = float(resque.resque_dist(model, fashion["source_train"], shifted, resque.default_layer(model), progress=False))
+    path = tmp_path / "shift.json"
+    record = retrain_shift(
+        model, shifted, fashion["source_val"], FAST, run_id="shift-gaussian_noise-0.1", record_path=path,
+        experiment={"shift": "gaussian_noise", "intensity": 0.1}, estimators={"resque_dist": before},
+        test_data=fashion["test"], energy=True, country_iso_code="FRA", progress=False,
+    )
+    assert record.complete and record.stop_reason in resque.training.STOP_REASONS
+    loaded = resque.load_record(path, require_complete=True)
+    assert loaded == record
+    on_disk = json.loads(path.read_text())
+    assert on_disk["schema"] == SCHEMA and on_disk["estimators"]["resque_dist"] == before
+    assert on_disk["totals"]["energy_parts"]["cpu"]["source"] == "estimate"  # no RAPL on this VM
+    assert on_disk["totals"]["country_iso_code"] == "FRA"
+    assert on_disk["totals"]["train_flops"] > 0 and on_disk["totals"]["grad_norm_mean"] > 0
+    assert 0 <= on_disk["test_accuracy"] <= 1
+    assert on_disk["provenance"]["torch"] == torch.__version__
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_task_retraining_gets_a_fresh_head(source, fashion):
+    model = _copy(source[0])
+    coarse = resque.derive_task(fashion["shifted"], "fashion_coarse4")
+    coarse_val = resque.derive_task(fashion["source_val"], "fashion_coarse4")
+    record = retrain_task(model, coarse, coarse_val, 4, FAST, run_id="task-coarse4", energy=False, progress=False)
+    assert model.classifier.out_features == 4 and record.model["kwargs"]["num_classes"] == 4
+    assert record.complete and record.kind == "task"
+
+
+def test_failing_run_leaves_an_incomplete_record(fashion, tmp_path):
+    path = tmp_path / "failed.json"
+    model = resque.create_model("small_cnn", num_classes=2)  # too few outputs for 10 classes
+    with pytest.raises(resque.DataError):
+        run_training(model, fashion["source_train"], fashion["source_val"], FAST, kind="shift", run_id="bad",
+                     record_path=path, energy=False, progress=False)
+    record = resque.load_record(path)
+    assert not record.complete and "head has 2 outputs" in record.error
+    with pytest.raises(resque.RecordError, match="did not finish"):
+        resque.load_record(path, require_complete=True)
+
+
+def test_record_of_another_schema_is_refused(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"schema": "resque-run/0", "run_id": "x"}))
+    with pytest.raises(resque.RecordError, match="resque-run/0.*reads 'resque-run/1'"):
+        resque.load_record(path)
+
+
+def test_truncated_record_is_refused(tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text('{"schema": "resque-run/1", "run_')
+    with pytest.raises(resque.RecordError, match="not a JSON run record"):
+        resque.load_record(path)
+
+
+def test_unknown_kind():
+    with pytest.raises(resque.InvalidParameterError, match="kind='finetune'"):
+        run_training(torch.nn.Linear(2, 2), None, None, kind="finetune", run_id="x")
+
+
+def _copy(model):
+    clone = resque.create_model(model.resque_config["name"], **model.resque_config["kwargs"])
+    clone.load_state_dict(model.state_dict())
+    return clone

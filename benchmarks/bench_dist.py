@@ -16,7 +16,7 @@ largest difference between the values.
 Usage::
 
     python benchmarks/bench_dist.py                      # small CNN, Fashion-MNIST shaped data
-    python benchmarks/bench_dist.py --images 4000 --repeats 5
+    python benchmarks/bench_dist.py --images 2000 --repeats 5
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def timed(fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=2000, help="images in each of the two datasets")
+    parser.add_argument("--images", type=int, default=1000, help="images in each of the two datasets")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)

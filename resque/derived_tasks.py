@@ -343,3 +343,8 @@ _preset("fashion_rotated90", TaskSpec("fashion_mnist", transform="rotate90",
                                       description="images turned 90 degrees counter-clockwise"))
 _preset("digits", TaskSpec("digits", description="scikit-learn's 8x8 digits, 10 classes"))
 _preset("digits_subset_0_4", TaskSpec("digits", classes=(0, 1, 2, 3, 4), description="digits 0-4"))
+
+# Every other registered dataset is also a task as a whole (the paper's task changes:
+# CIFAR-10 -> CIFAR-100, SVHN, MNIST, ...).
+for _name in ("mnist", "kmnist", "emnist", "cifar10", "cifar100", "svhn", "stl10", "gtsrb"):
+    _preset(_name, TaskSpec(_name, description=f"the whole {_name} dataset"))

@@ -1,0 +1,316 @@
+"""The three experiments of the study, as functions the notebooks call.
+
+Each returns what its notebook shows (images, RESQUE values, records) and
+writes its records under the results directory (layout: :mod:`resque.study`).
+The notebooks hold only parameters, calls and plots.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..datasets import load_dataset
+from ..derived_tasks import derive_task, get_task, load_task
+from ..dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
+from ..errors import DataError
+from ..models import default_layer, input_shape
+from ..records import RunRecord, load_record
+from ..runs import retrain_shift, retrain_task, run_training, train_from_scratch
+from ..shifts import ShiftedDataset
+from ..splits import protocol_split, subsample_per_class, subset, validation_split
+from ..task import resque_task_variants
+from ..training import TensorData, as_tensors, evaluate
+from .profiles import Profile, load_profile
+
+__all__ = [
+    "ResultsDir",
+    "StudyData",
+    "study_data",
+    "run_source",
+    "run_shift",
+    "run_task",
+    "ShiftOutcome",
+    "TaskOutcome",
+]
+
+VALIDATION_FRACTION = 0.1
+#: How each k-means initialisation is spelled in record keys (``resque_task_<pool>_<init>``).
+INIT_KEYS = {"centroids": "centroids", "k-means++": "kmeanspp"}
+
+
+@dataclass(frozen=True)
+class ResultsDir:
+    """Paths of one study's results (see :mod:`resque.study`)."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    def record(self, run_id: str) -> Path:
+        return self.root / "records" / f"{run_id}.json"
+
+    def notebook(self, run_id: str) -> Path:
+        return self.root / "notebooks" / f"{run_id}.ipynb"
+
+    def failure(self, run_id: str) -> Path:
+        return self.root / "failed" / f"{run_id}.json"
+
+    def source_model(self, seed: int) -> Path:
+        return self.root / "models" / f"source-seed{seed}.safetensors"
+
+    def source_fingerprint(self, seed: int) -> Path:
+        return self.root / "models" / f"source-seed{seed}.fingerprint.safetensors"
+
+    def complete(self, run_id: str) -> bool:
+        """True when `run_id` has a complete record (a finished experiment)."""
+        try:
+            return load_record(self.record(run_id)).complete
+        except Exception:  # missing, partial or foreign files all mean: run it
+            return False
+
+
+def _profile(profile: Profile | str) -> Profile:
+    return profile if isinstance(profile, Profile) else load_profile(profile)
+
+
+@dataclass
+class StudyData:
+    """The source dataset of one seed, split as PROTOCOL.md says.
+
+    Attributes
+    ----------
+    original : Dataset
+        Clean S0+S2: the source model's data (``original_fit`` + ``original_val``).
+    shifted_base : Dataset
+        Clean S1+S2: what a shift is applied to.
+    test : Dataset
+        The dataset's test split (subsampled like the rest).
+    """
+
+    original: object
+    original_fit: object
+    original_val: object
+    shifted_base: object
+    test: object
+    classes: list[str]
+
+
+def _pick(data, n_per_class: int | None, seed: int):
+    if n_per_class is None:
+        return data
+    return subset(data, subsample_per_class(data, n_per_class, seed=seed, allow_fewer=True))
+
+
+def study_data(profile: Profile | str, seed: int) -> StudyData:
+    """Load the profile's source dataset and split it for `seed` (stratified, seeded)."""
+    profile = _profile(profile)
+    options = dict(image_size=profile.image_size, channels=profile.channels, download=profile.download)
+    train = _pick(load_dataset(profile.dataset, "train", **options), profile.n_per_class, seed)
+    test = load_dataset(profile.dataset, "test", **options)
+    test = _pick(test, None if profile.n_per_class is None else max(5, profile.n_per_class // 2), seed)
+    split = protocol_split(train, seed=seed)
+    original = subset(train, split.original)
+    fit, val = validation_split(original, VALIDATION_FRACTION, seed=seed)
+    return StudyData(
+        original=original,
+        original_fit=subset(original, fit),
+        original_val=subset(original, val),
+        shifted_base=subset(train, split.shifted),
+        test=test,
+        classes=list(train.classes),
+    )
+
+
+def _model_kwargs(profile: Profile, data: StudyData) -> dict:
+    image, _ = data.original[0]
+    return {"num_classes": len(data.classes), "in_channels": image.shape[0], "image_size": image.shape[-1],
+            **profile.model_kwargs}
+
+
+# --------------------------------------------------------------------------- source
+
+
+def run_source(profile: Profile | str, seed: int, results_dir: str | os.PathLike, *, progress: bool = True) -> RunRecord:
+    """Train the source model on clean S0+S2; save it, its fingerprint and its record."""
+    profile = _profile(profile)
+    results = ResultsDir(results_dir)
+    data = study_data(profile, seed)
+    model, record = train_from_scratch(
+        profile.model, data.original_fit, data.original_val, profile.source_config(seed),
+        model_kwargs=_model_kwargs(profile, data), kind="source", run_id=f"source-seed{seed}",
+        experiment={"dataset": profile.dataset, "profile": profile.name}, test_data=data.test,
+        energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
+    )
+    results.source_model(seed).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, results.source_model(seed), seed=seed, profile=profile.name)
+    fingerprint(model, data.original, default_layer(model), progress=progress).save(results.source_fingerprint(seed))
+    record.save(results.record(f"source-seed{seed}"))  # last: its presence means the source is complete
+    return record
+
+
+def load_source(results_dir: str | os.PathLike, seed: int) -> tuple[nn.Module, ClassSums]:
+    """The source model and its fingerprint written by :func:`run_source`."""
+    results = ResultsDir(results_dir)
+    if not results.complete(f"source-seed{seed}"):
+        raise DataError(
+            f"No finished source model for seed {seed} in {results.root}; run the source experiment first "
+            f"(resque study run runs it before the others)."
+        )
+    return load_checkpoint(results.source_model(seed)), load_fingerprint(results.source_fingerprint(seed))
+
+
+def _fresh_copy(model: nn.Module) -> nn.Module:
+    from ..models import create_model
+
+    clone = create_model(model.resque_config["name"], **model.resque_config["kwargs"])
+    clone.load_state_dict(model.state_dict())
+    return clone
+
+
+# --------------------------------------------------------------------------- shift
+
+
+@dataclass
+class ShiftOutcome:
+    """What :func:`run_shift` computed, for its notebook."""
+
+    record: RunRecord
+    scratch: RunRecord | None
+    dist: DistResult
+    dist_paired: DistResult | None
+    accuracy_clean: float
+    accuracy_shifted: float
+    clean_examples: torch.Tensor  # (8, C, H, W)
+    shifted_examples: torch.Tensor  # (8, C, H, W)
+    classes: list[str] = field(default_factory=list)
+
+
+def run_shift(
+    profile: Profile | str, seed: int, shift: str, intensity: float, results_dir: str | os.PathLike,
+    *, progress: bool = True,
+) -> ShiftOutcome:
+    """Score a shift with RESQUE_dist, then retrain the source model on the shifted data.
+
+    RESQUE_dist compares clean S0+S2 (from the stored fingerprint) with shifted
+    S1+S2, the authors' unpaired protocol; with ``profile.paired`` it is also
+    computed between clean and shifted S1+S2 (the same images). The source
+    model's accuracy on clean and shifted S1+S2 is stored as a simple baseline.
+    Retraining fine-tunes all layers on 90 % of shifted S1+S2 and stops on the
+    other 10 %; with ``profile.scratch`` a fresh model is trained on the same
+    data as the yardstick.
+    """
+    profile = _profile(profile)
+    results = ResultsDir(results_dir)
+    run_id = f"shift-{shift}-{intensity:g}-seed{seed}"
+    source, source_fingerprint = load_source(results_dir, seed)
+    layer = default_layer(source)
+    data = study_data(profile, seed)
+    shifted = ShiftedDataset(data.shifted_base, shift, intensity, seed=seed, progress=progress)
+    dist = resque_dist(source, source_fingerprint, shifted, layer, progress=progress)
+    paired = resque_dist(source, data.shifted_base, shifted, layer, progress=progress) if profile.paired else None
+    clean_tensors = as_tensors(data.shifted_base, "shifted_base")
+    shifted_tensors = TensorData(shifted.images_, torch.as_tensor(clean_tensors.labels))
+    accuracy_clean = evaluate(source, clean_tensors)
+    accuracy_shifted = evaluate(source, shifted_tensors)
+    estimators = {
+        "resque_dist": float(dist),
+        "accuracy_clean": accuracy_clean,
+        "accuracy_shifted": accuracy_shifted,
+        "accuracy_drop": accuracy_clean - accuracy_shifted,
+    }
+    if paired is not None:
+        estimators["resque_dist_paired"] = float(paired)
+
+    fit, val = validation_split(shifted_tensors.labels, VALIDATION_FRACTION, seed=seed)
+    train_set = TensorData(shifted_tensors.images[fit], shifted_tensors.labels[fit])
+    val_set = TensorData(shifted_tensors.images[val], shifted_tensors.labels[val])
+    test_shifted = ShiftedDataset(data.test, shift, intensity, seed=seed + 10_000, progress=False)
+    config = profile.retrain_config(seed)
+    experiment = {"shift": shift, "intensity": float(intensity), "dataset": profile.dataset, "profile": profile.name}
+    options = dict(energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
+                   test_data=test_shifted)
+    scratch = None
+    if profile.scratch:
+        _, scratch = train_from_scratch(
+            source.resque_config["name"], train_set, val_set, config, model_kwargs=source.resque_config["kwargs"],
+            run_id=f"scratch-{run_id}", experiment={**experiment, "yardstick_for": run_id}, **options,
+        )
+        scratch.save(results.record(f"scratch-{run_id}"))
+        experiment["scratch_run_id"] = f"scratch-{run_id}"
+    record = retrain_shift(
+        source, train_set, val_set, config, run_id=run_id, experiment=experiment, estimators=estimators, **options,
+    )
+    record.save(results.record(run_id))  # last: the experiment counts as done only now
+    return ShiftOutcome(
+        record=record, scratch=scratch, dist=dist, dist_paired=paired,
+        accuracy_clean=accuracy_clean, accuracy_shifted=accuracy_shifted,
+        clean_examples=clean_tensors.images[:8], shifted_examples=shifted_tensors.images[:8], classes=data.classes,
+    )
+
+
+# --------------------------------------------------------------------------- task
+
+
+@dataclass
+class TaskOutcome:
+    """What :func:`run_task` computed, for its notebook."""
+
+    record: RunRecord
+    scratch: RunRecord | None
+    variants: dict  # (pool, init) -> TaskResult
+    examples: torch.Tensor  # (8, C, H, W)
+    classes: list[str] = field(default_factory=list)
+
+
+def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os.PathLike,
+             *, progress: bool = True) -> TaskOutcome:
+    """Score a task change with RESQUE_task (all four variants), then retrain with a fresh head.
+
+    The new task's images are brought to the source model's input shape. The
+    default variant (mean pooling, centroid initialisation) is stored as
+    ``resque_task``; the others as ``resque_task_<pool>_<init>``.
+    """
+    profile = _profile(profile)
+    results = ResultsDir(results_dir)
+    run_id = f"task-{task}-seed{seed}"
+    source, _ = load_source(results_dir, seed)
+    channels, size, _ = input_shape(source)
+    options = dict(image_size=size, channels=channels, download=profile.download)
+    spec = get_task(task)
+    train = _pick(load_task(spec, "train", **options), profile.n_per_class, seed)
+    test = _pick(load_task(spec, "test", **options), None if profile.n_per_class is None else max(5, profile.n_per_class // 2), seed)
+    variants = resque_task_variants(source, train, default_layer(source), seed=seed, progress=progress)
+    estimators = {"resque_task": float(variants[("mean", "centroids")])}
+    for (pool, init), result in variants.items():
+        estimators[f"resque_task_{pool}_{INIT_KEYS[init]}"] = float(result)
+
+    tensors = as_tensors(train, "task data")
+    fit, val = validation_split(tensors.labels, VALIDATION_FRACTION, seed=seed)
+    train_set = TensorData(tensors.images[fit], tensors.labels[fit])
+    val_set = TensorData(tensors.images[val], tensors.labels[val])
+    num_classes = len(train.classes) if hasattr(train, "classes") else int(tensors.labels.max()) + 1
+    config = profile.retrain_config(seed)
+    experiment = {"task": task, "task_dataset": spec.dataset, "num_classes": num_classes, "profile": profile.name}
+    run_options = dict(energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
+                       test_data=test)
+    scratch = None
+    if profile.scratch:
+        kwargs = {**source.resque_config["kwargs"], "num_classes": num_classes}
+        _, scratch = train_from_scratch(
+            source.resque_config["name"], train_set, val_set, config, model_kwargs=kwargs,
+            run_id=f"scratch-{run_id}", experiment={**experiment, "yardstick_for": run_id}, **run_options,
+        )
+        scratch.save(results.record(f"scratch-{run_id}"))
+        experiment["scratch_run_id"] = f"scratch-{run_id}"
+    record = retrain_task(source, train_set, val_set, num_classes, config, run_id=run_id,
+                          experiment=experiment, estimators=estimators, **run_options)
+    record.save(results.record(run_id))
+    return TaskOutcome(record=record, scratch=scratch, variants=variants, examples=tensors.images[:8],
+                       classes=list(getattr(train, "classes", [])))

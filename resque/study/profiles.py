@@ -1,0 +1,191 @@
+"""Profiles: the grid of a study, declared in YAML.
+
+A profile names the dataset, model, shift families x intensities, tasks, seeds
+and training configs; :func:`expand` turns it into the ordered list of
+experiments (source models first, since every other experiment starts from one).
+Profiles ship in ``resque/study/profiles/*.yaml``; a path to a YAML file works too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import from_dict
+from ..errors import InvalidParameterError
+from ..training import TrainConfig
+
+__all__ = ["PROFILE_DIR", "Profile", "Experiment", "list_profiles", "load_profile", "expand", "NOTEBOOKS"]
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+#: Experiment kind -> template notebook (file name under notebooks/).
+NOTEBOOKS = {
+    "source": "source.ipynb",
+    "shift": "shift.ipynb",
+    "task": "task.ipynb",
+    "energy": "energy.ipynb",
+    "analysis": "analysis.ipynb",
+}
+
+
+@dataclass
+class Profile:
+    """One study grid (see the YAML files in ``resque/study/profiles``).
+
+    Attributes
+    ----------
+    name, description : str
+    dataset : str
+        Source dataset (a :func:`resque.list_datasets` name).
+    model : str
+        A :func:`resque.list_models` name; ``model_kwargs`` go to ``create_model``.
+    image_size, channels : int or None
+        Input shape every dataset is brought to (None: the source dataset's own).
+    n_per_class : int or None
+        Images per class kept in each of S0/S1/S2 and the test split (None: all).
+    seeds : list of int
+    source, retrain : dict
+        :class:`~resque.training.TrainConfig` fields for training the source
+        model and for every retraining (seed is set per experiment).
+    shifts : dict of str to list of float
+        Shift family -> intensities.
+    tasks : list of str
+        Derived-task preset names (:func:`resque.list_tasks`).
+    scratch : bool
+        Also train a fresh model on each experiment's data (the yardstick).
+    paired : bool
+        Also compute RESQUE_dist in paired mode (same images clean and shifted).
+    energy : bool
+        Track energy and carbon; ``country_iso_code`` sets the carbon intensity.
+    download : bool
+        Let torchvision download online datasets (needs internet).
+    """
+
+    name: str
+    description: str = ""
+    dataset: str = "fashion_mnist"
+    model: str = "small_cnn"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    image_size: int | None = None
+    channels: int | None = None
+    n_per_class: int | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    source: dict[str, Any] = field(default_factory=dict)
+    retrain: dict[str, Any] = field(default_factory=dict)
+    shifts: dict[str, list[float]] = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=list)
+    scratch: bool = True
+    paired: bool = True
+    energy: bool = True
+    country_iso_code: str = "USA"
+    download: bool = False
+
+    def __post_init__(self) -> None:
+        # Validate names and ranges now, before any kernel starts.
+        from ..datasets import list_datasets
+        from ..derived_tasks import list_tasks
+        from ..models import list_models
+        from ..shifts import create_shift, list_shifts
+
+        if self.dataset not in list_datasets():
+            raise InvalidParameterError("dataset", self.dataset, list_datasets())
+        if self.model not in list_models():
+            raise InvalidParameterError("model", self.model, list_models())
+        for family, intensities in self.shifts.items():
+            if family not in list_shifts():
+                raise InvalidParameterError("shifts", family, list_shifts())
+            if not isinstance(intensities, list) or not intensities:
+                raise InvalidParameterError(f"shifts.{family}", intensities, "a non-empty list of intensities")
+            for value in intensities:
+                create_shift(family).check_intensity(value)
+        for task in self.tasks:
+            if task not in list_tasks():
+                raise InvalidParameterError("tasks", task, list_tasks())
+        if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in self.seeds):
+            raise InvalidParameterError("seeds", self.seeds, "a non-empty list of integers")
+        if self.n_per_class is not None and (not isinstance(self.n_per_class, int) or self.n_per_class < 5):
+            raise InvalidParameterError("n_per_class", self.n_per_class, "an integer >= 5, or null for all images")
+        self.source_config(0)
+        self.retrain_config(0)
+
+    def source_config(self, seed: int) -> TrainConfig:
+        return from_dict(TrainConfig, {**self.source, "seed": seed}, name="source")
+
+    def retrain_config(self, seed: int) -> TrainConfig:
+        return from_dict(TrainConfig, {**self.retrain, "seed": seed}, name="retrain")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One notebook execution: ``run_id``, its template and its parameters.
+
+    ``parameters`` are plain literals (they are injected into the notebook's
+    ``parameters`` cell); every notebook receives ``profile`` (a name or a YAML
+    path), ``results_dir``, ``seed`` and its own keys.
+    """
+
+    run_id: str
+    kind: str
+    parameters: dict[str, Any]
+
+    @property
+    def notebook(self) -> str:
+        return NOTEBOOKS[self.kind]
+
+
+def list_profiles() -> list[str]:
+    """Names of the profiles shipped with resque."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(profile: str | os.PathLike) -> Profile:
+    """A profile by name (``"quick"``) or from a YAML file path; unknown keys are refused."""
+    import yaml
+
+    path = Path(profile)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PROFILE_DIR / f"{profile}.yaml"
+        if not path.exists():
+            raise InvalidParameterError("profile", str(profile), list_profiles(), "Or pass the path of a YAML file.")
+    elif not path.exists():
+        raise InvalidParameterError("profile", str(profile), "an existing YAML file or one of " + ", ".join(list_profiles()))
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise InvalidParameterError("profile", str(path), "a YAML mapping of profile fields")
+    values.setdefault("name", path.stem)
+    return from_dict(Profile, values, name=f"profile {path.name}")
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -> list[Experiment]:
+    """All experiments of `profile`, in the order they must run.
+
+    Source models come first (one per seed), then every shift x intensity x
+    seed and task x seed, then the energy page, then the analysis.
+    """
+    common = {"profile": str(profile_ref), "results_dir": str(results_dir)}
+    experiments = [
+        Experiment(f"source-seed{seed}", "source", {**common, "seed": seed}) for seed in profile.seeds
+    ]
+    for seed in profile.seeds:
+        for family, intensities in profile.shifts.items():
+            for intensity in intensities:
+                experiments.append(Experiment(
+                    f"shift-{family}-{_number(intensity)}-seed{seed}", "shift",
+                    {**common, "seed": seed, "shift": family, "intensity": float(intensity)},
+                ))
+        for task in profile.tasks:
+            experiments.append(Experiment(f"task-{task}-seed{seed}", "task", {**common, "seed": seed, "task": task}))
+    experiments.append(Experiment("energy", "energy", {**common, "seed": profile.seeds[0]}))
+    experiments.append(Experiment("analysis", "analysis", {**common, "seed": profile.seeds[0]}))
+    return experiments

@@ -1,6 +1,5 @@
 """RESQUE_dist: agreement with a slow reference, properties, fingerprints."""
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset

@@ -1,6 +1,5 @@
 """The training loop: stopping rules, determinism, head checks, divergence, configs."""
 
-import math
 
 import pytest
 import torch
@@ -8,7 +7,7 @@ from torch.utils.data import TensorDataset
 
 import resque
 from resque.config import from_dict
-from resque.training import TrainConfig, TensorData, as_tensors, evaluate, retrain_for_task, stop_reason, train
+from resque.training import TrainConfig, as_tensors, evaluate, retrain_for_task, stop_reason, train
 
 CONFIG = TrainConfig(target_accuracy=0.9, max_epochs=20, cutoff1_delta=0.01, cutoff1_epochs=3,
                      cutoff2_delta=0.05, cutoff2_epochs=5)

@@ -16,12 +16,12 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..datasets import load_dataset
-from ..derived_tasks import derive_task, get_task, load_task
+from ..derived_tasks import get_task, load_task
 from ..dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
 from ..errors import DataError
 from ..models import default_layer, input_shape
 from ..records import RunRecord, load_record
-from ..runs import retrain_shift, retrain_task, run_training, train_from_scratch
+from ..runs import retrain_shift, retrain_task, train_from_scratch
 from ..shifts import ShiftedDataset
 from ..splits import protocol_split, subsample_per_class, subset, validation_split
 from ..task import resque_task_variants
@@ -164,14 +164,6 @@ def load_source(results_dir: str | os.PathLike, seed: int) -> tuple[nn.Module, C
             f"(resque study run runs it before the others)."
         )
     return load_checkpoint(results.source_model(seed)), load_fingerprint(results.source_fingerprint(seed))
-
-
-def _fresh_copy(model: nn.Module) -> nn.Module:
-    from ..models import create_model
-
-    clone = create_model(model.resque_config["name"], **model.resque_config["kwargs"])
-    clone.load_state_dict(model.state_dict())
-    return clone
 
 
 # --------------------------------------------------------------------------- shift

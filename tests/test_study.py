@@ -1,0 +1,114 @@
+"""Profiles, the experiment grid, and the study's experiment functions on a tiny grid."""
+
+import pytest
+
+import resque
+from resque.study import expand, list_profiles, load_profile
+from resque.study.experiments import ResultsDir, load_source, run_shift, run_source, run_task
+
+needs_fashion = pytest.mark.skipif(
+    not resque.datasets.DEBIAN_FASHION_MNIST_DIR.exists(),
+    reason="needs Debian's dataset-fashion-mnist (make test installs it)",
+)
+
+TINY = """
+description: test grid
+n_per_class: 20
+seeds: [0]
+source: {target_accuracy: 0.5, max_epochs: 2, batch_size: 32}
+retrain: {target_accuracy: 0.5, max_epochs: 1, batch_size: 32}
+shifts: {gaussian_noise: [0.05, 0.3]}
+tasks: [fashion_coarse4]
+energy: false
+"""
+
+
+def write_profile(tmp_path, text=TINY, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", list_profiles())
+def test_shipped_profiles_load_and_expand(name):
+    profile = load_profile(name)
+    experiments = expand(profile, name, f"results/{name}")
+    kinds = [e.kind for e in experiments]
+    n_sources = len(profile.seeds)
+    assert kinds[:n_sources] == ["source"] * n_sources  # sources first: the rest load them
+    assert kinds[-2:] == ["energy", "analysis"]
+    assert len({e.run_id for e in experiments}) == len(experiments)
+    n_shift = sum(len(v) for v in profile.shifts.values()) * len(profile.seeds)
+    assert kinds.count("shift") == n_shift and kinds.count("task") == len(profile.tasks) * len(profile.seeds)
+
+
+def test_required_profiles_exist():
+    assert {"smoke", "quick", "full", "paper"} <= set(list_profiles())
+    quick = load_profile("quick")
+    assert quick.dataset == "fashion_mnist" and quick.model == "small_cnn" and quick.seeds == [0]
+    assert set(quick.shifts) == set(resque.list_shifts())
+    assert all(len(v) >= 4 for v in quick.shifts.values())
+    assert len(quick.tasks) >= 4 and "digits" in quick.tasks
+    assert len(load_profile("full").seeds) == 3
+    paper = load_profile("paper")
+    assert paper.dataset == "cifar10" and paper.model == "resnet18"
+
+
+def test_run_ids_name_the_experiment(tmp_path):
+    experiments = expand(load_profile(write_profile(tmp_path)), "tiny", tmp_path)
+    assert [e.run_id for e in experiments] == [
+        "source-seed0", "shift-gaussian_noise-0.05-seed0", "shift-gaussian_noise-0.3-seed0",
+        "task-fashion_coarse4-seed0", "energy", "analysis",
+    ]
+    assert experiments[1].parameters == {"profile": "tiny", "results_dir": str(tmp_path), "seed": 0,
+                                         "shift": "gaussian_noise", "intensity": 0.05}
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("shifts: {gausian_noise: [0.1]}", r"shifts='gausian_noise'"),
+        ("shifts: {gaussian_noise: [5.0]}", r"intensity=5\.0.*\[0, 1\]"),
+        ("tasks: [cifar]", r"tasks='cifar'"),
+        ("model: resnet", r"model='resnet'"),
+        ("seeds: []", r"seeds=\[\]"),
+        ("sources: {}", r"\['sources'\].*Did you mean 'sources' -> 'source'"),
+        ("retrain: {target_accuracy: 88}", r"target_accuracy=88"),
+        ("retrain: {epochs: 3}", r"retrain keys=\['epochs'\]"),
+    ],
+)
+def test_bad_profiles_are_refused_before_anything_runs(tmp_path, text, match):
+    with pytest.raises(resque.InvalidParameterError, match=match):
+        load_profile(write_profile(tmp_path, text))
+
+
+def test_unknown_profile_name_lists_the_known_ones():
+    with pytest.raises(resque.InvalidParameterError, match=r"profile='quik'.*'quick'"):
+        load_profile("quik")
+
+
+@needs_fashion
+def test_experiment_functions_write_their_records(tmp_path):
+    profile = load_profile(write_profile(tmp_path))
+    results = ResultsDir(tmp_path / "results")
+    with pytest.raises(resque.DataError, match="run the source experiment first"):
+        load_source(results.root, 0)
+
+    source = run_source(profile, 0, results.root, progress=False)
+    assert results.complete("source-seed0") and source.kind == "source"
+    assert results.source_model(0).exists() and results.source_fingerprint(0).exists()
+
+    outcome = run_shift(profile, 0, "gaussian_noise", 0.3, results.root, progress=False)
+    record = resque.load_record(results.record("shift-gaussian_noise-0.3-seed0"), require_complete=True)
+    assert record.estimators["resque_dist"] == float(outcome.dist)
+    assert {"resque_dist_paired", "accuracy_drop"} <= set(record.estimators)
+    assert record.experiment["scratch_run_id"] == "scratch-shift-gaussian_noise-0.3-seed0"
+    assert resque.load_record(results.record("scratch-shift-gaussian_noise-0.3-seed0")).kind == "scratch"
+    assert outcome.clean_examples.shape == outcome.shifted_examples.shape == (8, 1, 28, 28)
+
+    task = run_task(profile, 0, "fashion_coarse4", results.root, progress=False)
+    keys = set(task.record.estimators)
+    assert {"resque_task", "resque_task_mean_centroids", "resque_task_mean_kmeanspp",
+            "resque_task_flatten_centroids", "resque_task_flatten_kmeanspp"} <= keys
+    assert task.record.estimators["resque_task"] == task.record.estimators["resque_task_mean_centroids"]
+    assert task.record.experiment["num_classes"] == 4

@@ -181,6 +181,7 @@ class ShiftOutcome:
     accuracy_shifted: float
     clean_examples: torch.Tensor  # (8, C, H, W)
     shifted_examples: torch.Tensor  # (8, C, H, W)
+    example_labels: torch.Tensor  # (8,)
     classes: list[str] = field(default_factory=list)
 
 
@@ -243,7 +244,8 @@ def run_shift(
     return ShiftOutcome(
         record=record, scratch=scratch, dist=dist, dist_paired=paired,
         accuracy_clean=accuracy_clean, accuracy_shifted=accuracy_shifted,
-        clean_examples=clean_tensors.images[:8], shifted_examples=shifted_tensors.images[:8], classes=data.classes,
+        clean_examples=clean_tensors.images[:8], shifted_examples=shifted_tensors.images[:8],
+        example_labels=clean_tensors.labels[:8], classes=data.classes,
     )
 
 
@@ -258,6 +260,7 @@ class TaskOutcome:
     scratch: RunRecord | None
     variants: dict  # (pool, init) -> TaskResult
     examples: torch.Tensor  # (8, C, H, W)
+    example_labels: torch.Tensor  # (8,)
     classes: list[str] = field(default_factory=list)
 
 
@@ -305,4 +308,4 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
                           experiment=experiment, estimators=estimators, **run_options)
     record.save(results.record(run_id))
     return TaskOutcome(record=record, scratch=scratch, variants=variants, examples=tensors.images[:8],
-                       classes=list(getattr(train, "classes", [])))
+                       example_labels=tensors.labels[:8], classes=list(getattr(train, "classes", [])))

@@ -1,0 +1,218 @@
+"""Figures shared by the experiment notebooks: image grids, training curves, RESQUE angles, energy.
+
+Every function returns a matplotlib ``Figure`` with labelled axes and a title,
+and draws nothing else (no ``plt.show()``), so the notebooks decide what to
+display and the tests can run under the Agg backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ..records import RunRecord
+
+__all__ = ["CURVES", "angle_bars", "energy_vs_time", "image_grid", "training_curves"]
+
+#: Training-curve panels: name -> (per-epoch keys of ``record.epochs`` to draw, y label, title).
+CURVES = {
+    "val_accuracy": (("val_accuracy",), "validation accuracy", "Validation accuracy"),
+    "train_loss": (("train_loss",), "training loss (cross-entropy)", "Training loss"),
+    "grad_norm": (("grad_norm_mean", "grad_norm_last"), "global L2 gradient norm", "Gradient norm"),
+    "param_change": (("param_change_from_start",), "RMS change from start", "Parameter change from the start"),
+    "energy": (("energy_kwh",), "energy per epoch (kWh)", "Energy per epoch"),
+}
+
+_KEY_LABELS = {"grad_norm_mean": "mean over steps", "grad_norm_last": "last step"}
+
+
+def _as_images(images) -> np.ndarray:
+    """``(N, C, H, W)`` or ``(N, H, W)`` tensor/array -> ``(N, H, W)`` or ``(N, H, W, 3)`` numpy in [0, 1]."""
+    array = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=np.float32)
+    if array.ndim == 4:
+        array = array[:, 0] if array.shape[1] == 1 else np.transpose(array, (0, 2, 3, 1))
+    return np.clip(array, 0.0, 1.0)
+
+
+def image_grid(
+    images,
+    titles: Sequence[str] | None = None,
+    *,
+    nrows: int = 1,
+    row_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    size: float = 1.4,
+):
+    """A grid of images in [0, 1], with optional per-image titles and row labels.
+
+    Parameters
+    ----------
+    images : tensor or array
+        ``(N, C, H, W)`` with C = 1 (grey) or 3 (RGB), or ``(N, H, W)``.
+    titles : sequence of str, optional
+        One per image.
+    nrows : int, default 1
+        Images fill the grid row by row, ``ceil(N / nrows)`` per row.
+    row_labels : sequence of str, optional
+        One per row, written left of the row (e.g. ``["clean", "shifted"]``).
+    title : str, optional
+        Figure title.
+    size : float, default 1.4
+        Inches per image.
+    """
+    pictures = _as_images(images)
+    count = len(pictures)
+    ncols = max(1, -(-count // nrows))
+    figure, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.5 if title else 0.2)),
+                                squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if index >= count:
+            ax.set_axis_off()
+            continue
+        if pictures[index].ndim == 2:
+            ax.imshow(pictures[index], cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            ax.imshow(pictures[index])
+        if titles is not None and index < len(titles):
+            ax.set_title(str(titles[index]), fontsize=8)
+    for row, label in enumerate(row_labels or []):
+        axes[row, 0].set_ylabel(label, fontsize=9)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def _series(record: RunRecord, key: str) -> tuple[np.ndarray, np.ndarray]:
+    points = [(e.get("epoch", i) + 1, e.get(key)) for i, e in enumerate(record.epochs)]
+    points = [(x, y) for x, y in points if y is not None]
+    if not points:
+        return np.array([]), np.array([])
+    xs, ys = zip(*points)
+    return np.asarray(xs), np.asarray(ys, dtype=float)
+
+
+def training_curves(
+    record: RunRecord,
+    scratch: RunRecord | None = None,
+    measures: Sequence[str] = ("val_accuracy", "grad_norm", "param_change", "energy"),
+    *,
+    title: str | None = None,
+):
+    """Per-epoch curves of a run, one panel per measure, with the from-scratch yardstick dashed.
+
+    Parameters
+    ----------
+    record : RunRecord
+        The run (its ``epochs`` series).
+    scratch : RunRecord, optional
+        The from-scratch run on the same data, drawn dashed in every panel.
+    measures : sequence of str
+        Names in :data:`CURVES`. The validation-accuracy panel also shows the
+        target accuracy of ``record.config``.
+    title : str, optional
+        Figure title (default: the run id).
+    """
+    unknown = [m for m in measures if m not in CURVES]
+    if unknown:
+        from ..errors import InvalidParameterError
+
+        raise InvalidParameterError("measures", unknown, sorted(CURVES))
+    figure, axes = plt.subplots(1, len(measures), figsize=(3.6 * len(measures), 3.2), squeeze=False)
+    # Colour and line style tell the runs apart; the marker tells the series of one panel apart.
+    runs = [(record, "reuse" if scratch is not None else record.kind, "-", "C0")]
+    if scratch is not None:
+        runs.append((scratch, "from scratch", "--", "C1"))
+    for ax, measure in zip(axes.flat, measures):
+        keys, ylabel, panel_title = CURVES[measure]
+        for run, name, style, colour in runs:
+            for key, marker in zip(keys, "ox"):
+                xs, ys = _series(run, key)
+                label = name if len(keys) == 1 else f"{name}, {_KEY_LABELS.get(key, key)}"
+                ax.plot(xs, ys, style, color=colour, marker=marker, markersize=4, label=label)
+        if measure == "val_accuracy" and record.config.get("target_accuracy") is not None:
+            ax.axhline(record.config["target_accuracy"], color="grey", linestyle=":", label="target")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(ax.get_lines()) > 1:
+            ax.legend(fontsize=7)
+    figure.suptitle(title or record.run_id)
+    figure.tight_layout()
+    return figure
+
+
+def angle_bars(dist, classes: Sequence[str] | None = None, paired=None, *, title: str | None = None):
+    """Per-class angles ``theta_k`` of RESQUE_dist as bars, unpaired and (optionally) paired side by side.
+
+    Parameters
+    ----------
+    dist : DistResult
+        Unpaired RESQUE_dist (its ``angles``: class label -> theta in [0, 1]).
+    classes : sequence of str, optional
+        Class names, indexed by label.
+    paired : DistResult, optional
+        Paired RESQUE_dist on the same classes.
+    """
+    labels = sorted(dist.angles)
+    names = [classes[k] if classes is not None and k < len(classes) else str(k) for k in labels]
+    results = [("unpaired", dist)] + ([("paired", paired)] if paired is not None else [])
+    width = 0.8 / len(results)
+    positions = np.arange(len(labels))
+    figure, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(labels) + 1.5), 3.6))
+    for offset, (name, result) in enumerate(results):
+        heights = [result.angles.get(k, np.nan) for k in labels]
+        bars = ax.bar(positions + (offset - (len(results) - 1) / 2) * width, heights, width, label=name)
+        ax.axhline(float(result), color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=1,
+                   label=f"{name} mean = {float(result):.4f}")
+    ax.set_xticks(positions)
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_xlabel("class")
+    ax.set_ylabel(r"angle $\theta_k$ (fraction of $\pi$)")
+    ax.set_title(title or f"Per-class angles at layer {dist.layer!r}")
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def energy_vs_time(table: pd.DataFrame, *, title: str = "Energy against time, per run"):
+    """Each run's energy against its tracked time, one marker per run kind.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`resque.study.reporting.energy_table` (``seconds``,
+        ``energy_kwh``, ``kind``, ``status``, ``mean_watts``); hollow markers
+        are estimates, and a dotted line through the origin at the estimates'
+        median power shows what an energy proportional to time would be.
+    """
+    figure, ax = plt.subplots(figsize=(5.5, 4.0))
+    kinds = sorted(table["kind"].unique()) if len(table) else []
+    for index, kind in enumerate(kinds):
+        group, colour, marker = table[table["kind"] == kind], f"C{index}", "osD^vP*X"[index % 8]
+        for measured, part in group.groupby(group["status"] == "measured"):
+            style = {"color": colour} if measured else {"facecolors": "none", "edgecolors": colour}
+            ax.scatter(part["seconds"], part["energy_kwh"], marker=marker, s=36, **style,
+                       label=f"{kind} ({'measured' if measured else 'estimated'})")
+    estimated = table[table["status"] != "measured"] if len(table) else table
+    if "mean_watts" in table and len(estimated) and estimated["mean_watts"].notna().any():
+        # What a constant-power estimate predicts: a line through the origin.
+        watts = float(estimated["mean_watts"].median())
+        end = float(table["seconds"].max()) * 1.08
+        ax.plot([0, end], [0, watts * end / 3.6e6], ":", color="grey", label=f"constant {watts:.1f} W")
+    ax.set_xlabel("training + validation time (s)")
+    ax.set_ylabel("energy (kWh)")
+    ax.set_title(title)
+    if len(table):
+        ax.set_xlim(0, float(table["seconds"].max()) * 1.1 or 1.0)
+        ax.set_ylim(0, float(table["energy_kwh"].max()) * 1.1 if table["energy_kwh"].notna().any() else 1.0)
+    if len(table):
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure

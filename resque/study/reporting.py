@@ -1,0 +1,450 @@
+"""Tables and sentences the experiment notebooks show, built from records and outcomes.
+
+The notebooks in ``notebooks/`` stay thin (STYLE.md, point 8): whatever turns
+a :class:`~resque.records.RunRecord` or an experiment's outcome into a table or
+a sentence lives here, with a test. Figures live in :mod:`resque.study.plots`.
+Energy is in kWh, carbon in kg CO2-eq, time in seconds, as in the records.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..energy import MEASURED_SOURCES
+from ..records import RunRecord, load_record
+
+__all__ = [
+    "ENERGY_PARTS",
+    "compare_costs",
+    "costs_table",
+    "describe_energy",
+    "describe_stop",
+    "describe_task_variants",
+    "energy_table",
+    "example_titles",
+    "format_table",
+    "gpu_energy_demo",
+    "is_censored",
+    "load_records",
+    "measure_gpu_energy",
+    "sample_images",
+    "task_variants_table",
+]
+
+ENERGY_PARTS = ("cpu", "ram", "gpu")
+
+#: Totals shown in cost tables: key in ``record.totals`` -> (label, unit).
+COST_MEASURES = {
+    "epochs": ("epochs", ""),
+    "steps": ("optimizer steps", ""),
+    "train_seconds": ("training time", "s"),
+    "eval_seconds": ("validation time", "s"),
+    "train_flops": ("training FLOPs (estimate)", "FLOP"),
+    "grad_norm_mean": ("mean gradient norm", ""),
+    "grad_norm_last": ("last gradient norm", ""),
+    "param_change_from_start": ("parameter change from start (RMS)", ""),
+    "energy_kwh": ("energy", "kWh"),
+    "energy_estimated_kwh": ("of which estimated", "kWh"),
+    "carbon_kg": ("carbon", "kg CO2-eq"),
+}
+
+COST_MEASURES_LABELS = [label for label, _ in COST_MEASURES.values()]
+
+_STOP_RULES = {
+    "cutoff-1": "cutoff rule 1 (within {cutoff1_delta:g} of the target for {cutoff1_epochs} epochs without reaching it)",
+    "cutoff-2": "cutoff rule 2 (within {cutoff2_delta:g} of the target for {cutoff2_epochs} epochs without reaching it)",
+    "cap": "the epoch cap ({max_epochs} epochs)",
+    "diverged": "divergence (the loss stopped being finite)",
+}
+
+
+# --------------------------------------------------------------------------- images
+
+
+def sample_images(data, n: int = 8) -> tuple[torch.Tensor, list[int]]:
+    """The first `n` images of a dataset and their labels.
+
+    Parameters
+    ----------
+    data : Dataset
+        Items ``(image (C, H, W), label)``.
+    n : int, default 8
+        Fewer are returned when the dataset is smaller.
+
+    Returns
+    -------
+    images : torch.Tensor
+        ``(n, C, H, W)``.
+    labels : list of int
+    """
+    items = [data[i] for i in range(min(n, len(data)))]
+    images = torch.stack([torch.as_tensor(image) for image, _ in items])  # (n, C, H, W)
+    return images, [int(label) for _, label in items]
+
+
+def example_titles(outcome) -> list[str] | None:
+    """Class names of an outcome's example images, or None when it does not carry their labels.
+
+    Reads ``outcome.example_labels`` (labels of ``outcome.examples`` or
+    ``outcome.clean_examples``) and ``outcome.classes``.
+    """
+    labels = getattr(outcome, "example_labels", None)
+    classes = list(getattr(outcome, "classes", []) or [])
+    if labels is None:
+        return None
+    return [classes[int(k)] if 0 <= int(k) < len(classes) else str(int(k)) for k in labels]
+
+
+# --------------------------------------------------------------------------- stop reasons and costs
+
+
+def is_censored(record: RunRecord) -> bool:
+    """True when the run stopped without reaching its target (any stop reason but ``"reached"``)."""
+    return record.stop_reason != "reached"
+
+
+def describe_stop(record: RunRecord) -> str:
+    """One Markdown sentence on why `record`'s run stopped, flagging a censored run.
+
+    Examples
+    --------
+    >>> from resque.records import RunRecord
+    >>> describe_stop(RunRecord("r", "shift", config={"target_accuracy": 0.5},
+    ...                         epochs=[{"val_accuracy": 0.6}], stop_reason="reached"))
+    'The run **reached** its target validation accuracy of 0.500 after 1 epoch (last: 0.600).'
+    """
+    config = record.config
+    target = config.get("target_accuracy")
+    accuracies = [e.get("val_accuracy") for e in record.epochs if e.get("val_accuracy") is not None]
+    epochs = len(record.epochs)
+    epoch_word = "epoch" if epochs == 1 else "epochs"
+    last = f"{accuracies[-1]:.3f}" if accuracies else "n/a"
+    target_text = f"{target:.3f}" if target is not None else "(unknown)"
+    if not is_censored(record):
+        return (f"The run **reached** its target validation accuracy of {target_text} "
+                f"after {epochs} {epoch_word} (last: {last}).")
+    rule = _STOP_RULES.get(record.stop_reason)
+    try:
+        rule = rule.format(**config) if rule else f"{record.stop_reason!r}"
+    except (KeyError, ValueError):
+        rule = f"{record.stop_reason!r}"
+    best = f"{max(accuracies):.3f}" if accuracies else "n/a"
+    text = (f"**Censored run**: it was stopped by {rule} after {epochs} {epoch_word} without reaching "
+            f"its target validation accuracy of {target_text} (best: {best}, last: {last}). "
+            "Its costs are a lower bound on what reaching the target would take")
+    if record.kind in ("shift", "task"):
+        text += ", and the analysis treats it as censored"
+    return text + "."
+
+
+def describe_energy(record: RunRecord) -> str:
+    """One Markdown sentence on the run's energy and carbon, part by part, with each figure's source.
+
+    Examples
+    --------
+    >>> from resque.records import RunRecord
+    >>> describe_energy(RunRecord("r", "shift", totals={"energy_parts": {}, "energy_unavailable": {"gpu": "no GPU"}}))
+    'Energy: no part could be read (gpu: no GPU).'
+    """
+    totals = record.totals
+    parts = totals.get("energy_parts") or {}
+    unavailable = totals.get("energy_unavailable") or {}
+    read = [f"{part} {figure['kwh']:.3g} kWh ({_label(figure['source'])})" for part, figure in parts.items()]
+    missing = [f"{part}: {why}" for part, why in unavailable.items() if part not in parts]
+    if not read:
+        return "Energy: no part could be read" + (f" ({'; '.join(missing)})." if missing else ".")
+    text = "Energy: " + ", ".join(read)
+    if missing:
+        text += "; not read: " + "; ".join(missing)
+    text += "."
+    if totals.get("carbon_kg") is not None and totals.get("carbon_intensity") is not None:
+        text += (f" Carbon: {totals['carbon_kg']:.3g} kg CO2-eq, at {totals['carbon_intensity']:.3g} kg CO2-eq "
+                 f"per kWh ({totals.get('country_iso_code') or 'unknown country'}).")
+    if any(figure["source"] not in MEASURED_SOURCES for figure in parts.values()):
+        text += " An estimate is a model of power (TDP times load, DIMM power), not a reading of a counter."
+    return text
+
+
+def _label(source: str) -> str:
+    return f"measured, {source}" if source in MEASURED_SOURCES else "ESTIMATE"
+
+
+def costs_table(record: RunRecord) -> pd.DataFrame:
+    """The run's total costs, one row per measure, with units.
+
+    Returns
+    -------
+    DataFrame
+        Index: measure label; columns ``value`` and ``unit``. Measures the
+        record lacks (e.g. energy with tracking off) show as NaN.
+    """
+    rows = {label: {"value": _number(record.totals.get(key)), "unit": unit}
+            for key, (label, unit) in COST_MEASURES.items()}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "measure"
+    return table
+
+
+def compare_costs(record: RunRecord, scratch: RunRecord | None = None) -> pd.DataFrame:
+    """Costs of reuse (`record`) next to the from-scratch yardstick (`scratch`), with their ratio.
+
+    Parameters
+    ----------
+    record : RunRecord
+        The retraining run (kind ``"shift"`` or ``"task"``).
+    scratch : RunRecord, optional
+        A fresh model trained on the same data to the same target. Without it
+        the table has the ``reuse`` column only.
+
+    Returns
+    -------
+    DataFrame
+        Index: measure label (the :data:`COST_MEASURES` plus stop reason and
+        accuracies); columns ``unit``, ``reuse`` and, with `scratch`,
+        ``from scratch`` and ``reuse / scratch`` (below 1: reuse was cheaper).
+    """
+    def column(run: RunRecord) -> dict:
+        values = {label: _number(run.totals.get(key)) for key, (label, _) in COST_MEASURES.items()}
+        accuracies = [e.get("val_accuracy") for e in run.epochs]
+        values["final validation accuracy"] = _number(accuracies[-1] if accuracies else None)
+        values["test accuracy"] = _number(run.test_accuracy)
+        values["stop reason"] = run.stop_reason
+        return values
+
+    units = {label: unit for label, unit in COST_MEASURES.values()}
+    table = pd.DataFrame({"reuse": column(record)})
+    if scratch is not None:
+        table["from scratch"] = pd.Series(column(scratch))
+        ratios = {}
+        for label in COST_MEASURES_LABELS:
+            reuse, fresh = table.at[label, "reuse"], table.at[label, "from scratch"]
+            ratios[label] = reuse / fresh if _finite(reuse) and _finite(fresh) and fresh != 0 else float("nan")
+        table["reuse / scratch"] = pd.Series(ratios)
+    table.insert(0, "unit", [units.get(label, "") for label in table.index])
+    table.index.name = "measure"
+    return table
+
+
+def task_variants_table(variants: dict) -> pd.DataFrame:
+    """The four RESQUE_task variants as a table, the default (mean pooling, centroid init) marked.
+
+    Parameters
+    ----------
+    variants : dict
+        ``{(pool, init): TaskResult}`` from :func:`resque.resque_task_variants`.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``pooling``, ``k-means init``, ``RESQUE_task``, ``ARI``,
+        ``k-means iterations``, ``default``; the default variant first.
+    """
+    rows = []
+    for (pool, init), result in variants.items():
+        rows.append({
+            "pooling": pool,
+            "k-means init": init,
+            "RESQUE_task": float(result.value),
+            "ARI": float(result.ari),
+            "k-means iterations": int(result.n_iter),
+            "default": (pool, init) == ("mean", "centroids"),
+        })
+    table = pd.DataFrame(rows)
+    return table.sort_values("default", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def describe_task_variants(variants: dict) -> str:
+    """A Markdown remark on how the four RESQUE_task variants relate (empty when there is nothing to say).
+
+    When the layer's output is already a vector (``(B, D)``), mean pooling and
+    flattening give the same embedding, hence the same values; this says so.
+    """
+    remarks = []
+    for init in sorted({init for _, init in variants}):
+        mean, flat = variants.get(("mean", init)), variants.get(("flatten", init))
+        if mean is not None and flat is not None and abs(float(mean) - float(flat)) < 1e-12:
+            remarks.append(init)
+    if not remarks:
+        return ""
+    layer = next(iter(variants.values())).layer
+    return (f"Here mean pooling and flattening agree (initialisation: {', '.join(remarks)}): the output of "
+            f"layer `{layer}` is already a vector per image, so there is nothing to pool.")
+
+
+def format_table(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """A copy of `table` for display: numbers as strings with `digits` significant digits, NaN as "n/a".
+
+    Cost tables mix magnitudes (1e10 FLOPs next to 1e-6 kWh), which a shared
+    column format would round to 0; other cells (text, booleans) are kept.
+    """
+    def cell(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        if pd.isna(value):
+            return "n/a"
+        return f"{value:.{digits}g}"
+
+    return table.apply(lambda column: column.map(cell))
+
+
+# --------------------------------------------------------------------------- energy
+
+
+def load_records(results_dir: str | os.PathLike, *, complete_only: bool = True) -> list[RunRecord]:
+    """All run records under ``results_dir/records/*.json``, sorted by run id.
+
+    Parameters
+    ----------
+    results_dir : path
+        A study's results directory (layout: :mod:`resque.study`).
+    complete_only : bool, default True
+        Skip records of runs that did not finish.
+    """
+    paths = sorted(Path(results_dir, "records").glob("*.json"))
+    records = [load_record(path) for path in paths]
+    return [r for r in records if r.complete or not complete_only]
+
+
+def _status(sources: Iterable[str]) -> str:
+    sources = list(sources)
+    if not sources:
+        return "not tracked"
+    measured = [source in MEASURED_SOURCES for source in sources]
+    if all(measured):
+        return "measured"
+    return "partly measured" if any(measured) else "estimated"
+
+
+def energy_table(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """Each run's energy, part by part, with the source of every figure.
+
+    Parameters
+    ----------
+    records : iterable of RunRecord
+
+    Returns
+    -------
+    DataFrame
+        One row per run: ``run_id``, ``kind``, ``epochs``, ``seconds`` (training
+        plus validation, the interval energy covers), ``energy_kwh``,
+        ``carbon_kg``; per part in :data:`ENERGY_PARTS`, ``<part>_kwh`` (NaN when
+        not read) and ``<part>_source`` (``"nvml"``, ``"rapl"``, ``"estimate"``,
+        or ``"unavailable: <why>"``); ``status`` is ``"measured"``,
+        ``"estimated"``, ``"partly measured"`` or ``"not tracked"``;
+        ``mean_watts`` (energy over seconds, W), ``country`` and
+        ``kg_co2_per_kwh`` (the grid intensity carbon was computed with).
+    """
+    rows = []
+    for record in records:
+        totals = record.totals
+        parts = totals.get("energy_parts") or {}
+        unavailable = totals.get("energy_unavailable") or {}
+        row = {
+            "run_id": record.run_id,
+            "kind": record.kind,
+            "epochs": totals.get("epochs", len(record.epochs)),
+            "seconds": _number(totals.get("train_seconds", 0.0)) + _number(totals.get("eval_seconds", 0.0)),
+            "energy_kwh": _number(totals.get("energy_kwh")),
+            "carbon_kg": _number(totals.get("carbon_kg")),
+        }
+        for part in ENERGY_PARTS:
+            figure = parts.get(part)
+            row[f"{part}_kwh"] = _number(figure["kwh"]) if figure else float("nan")
+            if figure:
+                row[f"{part}_source"] = figure["source"]
+            else:
+                row[f"{part}_source"] = "unavailable: " + unavailable.get(part, "not recorded")
+        row["status"] = _status(figure["source"] for figure in parts.values())
+        row["mean_watts"] = row["energy_kwh"] * 3.6e6 / row["seconds"] if row["seconds"] > 0 else float("nan")
+        row["country"] = totals.get("country_iso_code") or ""
+        row["kg_co2_per_kwh"] = _number(totals.get("carbon_intensity"))
+        rows.append(row)
+    columns = ["run_id", "kind", "epochs", "seconds", "energy_kwh", "carbon_kg",
+               *[f"{part}_{field}" for part in ENERGY_PARTS for field in ("kwh", "source")], "status",
+               "mean_watts", "country", "kg_co2_per_kwh"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def measure_gpu_energy(work: Callable[[], object], reader) -> dict:
+    """Energy a GPU counter sees while `work()` runs.
+
+    Parameters
+    ----------
+    work : callable
+        Called once with no arguments; it should synchronise its device before
+        returning (e.g. ``torch.cuda.synchronize()``) so the counter sees all of it.
+    reader : EnergyCounter
+        A cumulative counter, usually :class:`resque.NvmlEnergyReader`
+        (``read_kwh()`` and a ``source`` label).
+
+    Returns
+    -------
+    dict
+        ``kwh``, ``joules``, ``seconds`` (wall time), ``watts`` (mean power)
+        and ``source``.
+    """
+    before, start = float(reader.read_kwh()), time.perf_counter()
+    work()
+    after, seconds = float(reader.read_kwh()), time.perf_counter() - start
+    kwh = after - before
+    joules = kwh * 3.6e6
+    return {"kwh": kwh, "joules": joules, "seconds": seconds,
+            "watts": joules / seconds if seconds > 0 else float("nan"), "source": reader.source}
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _finite(value) -> bool:
+    try:
+        return pd.notna(value) and abs(float(value)) != float("inf")
+    except (TypeError, ValueError):
+        return False
+
+
+def gpu_energy_demo(seconds: float = 2.0, size: int = 4096) -> dict | None:
+    """Read the GPU's NVML energy counter around `seconds` of matrix products; None without CUDA.
+
+    Parameters
+    ----------
+    seconds : float, default 2.0
+        How long to keep the GPU busy (the counter updates every few tens of ms).
+    size : int, default 4096
+        Side of the square float32 matrices multiplied.
+
+    Returns
+    -------
+    dict or None
+        As :func:`measure_gpu_energy`, plus ``device`` (the GPU's name) and
+        ``products`` (matrix products done).
+    """
+    if not torch.cuda.is_available():
+        return None
+    from ..energy import NvmlEnergyReader
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    reader = NvmlEnergyReader.for_torch_device(device)
+    a = torch.randn(size, size, device=device)
+    products = 0
+
+    def work():
+        nonlocal products
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            for _ in range(10):
+                a @ a
+            products += 10
+            torch.cuda.synchronize(device)
+
+    try:
+        result = measure_gpu_energy(work, reader)
+    finally:
+        reader.close()
+    return {**result, "device": torch.cuda.get_device_name(device), "products": products}

@@ -1,0 +1,267 @@
+"""Tables, sentences and figures the experiment notebooks show (resque.study.reporting and .plots)."""
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot is imported anywhere
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import torch
+
+from resque import DistResult, InvalidParameterError, TaskResult
+from resque.records import RunRecord
+from resque.study import plots, reporting
+
+
+def _epoch(index, val_accuracy, kwh=1e-6, sources=("estimate", "estimate")):
+    return {
+        "epoch": index, "train_loss": 1.0 / (index + 1), "val_accuracy": val_accuracy,
+        "grad_norm_last": 2.0, "grad_norm_mean": 3.0, "param_change_from_start": 0.01 * (index + 1),
+        "energy_kwh": kwh,
+        "energy_parts": {"cpu": {"kwh": kwh / 2, "source": sources[0]}, "ram": {"kwh": kwh / 2, "source": sources[1]}},
+    }
+
+
+def make_record(run_id="shift-x-seed0", kind="shift", accuracies=(0.4, 0.6), stop_reason="reached",
+                seconds=2.0, kwh=4e-6, gpu=None, complete=True):
+    parts = {"cpu": {"kwh": kwh / 4, "source": "estimate"}, "ram": {"kwh": kwh / 4, "source": "estimate"}}
+    unavailable = {"gpu": "no CUDA device"}
+    if gpu is not None:
+        parts["gpu"] = {"kwh": kwh / 2, "source": gpu}
+        unavailable = {}
+    else:
+        parts = {name: {"kwh": kwh / 2, "source": "estimate"} for name in ("cpu", "ram")}
+    return RunRecord(
+        run_id=run_id, kind=kind,
+        config={"target_accuracy": 0.5, "max_epochs": 2, "cutoff1_delta": 0.01, "cutoff1_epochs": 5,
+                "cutoff2_delta": 0.03, "cutoff2_epochs": 10},
+        epochs=[_epoch(i, a) for i, a in enumerate(accuracies)],
+        totals={"epochs": len(accuracies), "steps": 10 * len(accuracies), "train_seconds": seconds * 0.9,
+                "eval_seconds": seconds * 0.1, "train_flops": 1e9, "grad_norm_mean": 3.0, "grad_norm_last": 2.0,
+                "param_change_from_start": 0.02, "energy_kwh": kwh, "energy_estimated_kwh": kwh,
+                "carbon_kg": kwh * 0.4, "carbon_intensity": 0.4, "country_iso_code": "USA",
+                "energy_parts": parts, "energy_unavailable": unavailable},
+        stop_reason=stop_reason, test_accuracy=0.55, complete=complete,
+    )
+
+
+# --------------------------------------------------------------------------- stop reasons and costs
+
+
+def test_describe_stop_reached_and_censored():
+    reached = reporting.describe_stop(make_record())
+    assert "**reached**" in reached and "0.500" in reached and "2 epochs" in reached
+    assert not reporting.is_censored(make_record())
+
+    capped = make_record(accuracies=(0.3, 0.45), stop_reason="cap")
+    text = reporting.describe_stop(capped)
+    assert reporting.is_censored(capped)
+    assert text.startswith("**Censored run**") and "epoch cap (2 epochs)" in text and "best: 0.450" in text
+    cutoff = reporting.describe_stop(make_record(stop_reason="cutoff-2"))
+    assert "cutoff rule 2 (within 0.03 of the target for 10 epochs" in cutoff
+
+
+def test_describe_stop_unknown_reason_is_named():
+    assert "'something-new'" in reporting.describe_stop(make_record(stop_reason="something-new"))
+
+
+def test_costs_table_has_units_and_values():
+    table = reporting.costs_table(make_record(kwh=4e-6))
+    assert table.loc["energy", "value"] == pytest.approx(4e-6)
+    assert table.loc["energy", "unit"] == "kWh"
+    assert table.loc["carbon", "unit"] == "kg CO2-eq"
+    assert table.loc["epochs", "value"] == 2
+
+
+def test_costs_table_missing_measure_is_nan():
+    record = make_record()
+    del record.totals["train_flops"]
+    assert math.isnan(reporting.costs_table(record).loc["training FLOPs (estimate)", "value"])
+
+
+def test_compare_costs_ratio_and_without_scratch():
+    reuse = make_record(kwh=2e-6, seconds=1.0)
+    scratch = make_record(run_id="scratch-shift-x-seed0", kind="scratch", accuracies=(0.1, 0.2, 0.3),
+                          stop_reason="cap", kwh=8e-6, seconds=4.0)
+    table = reporting.compare_costs(reuse, scratch)
+    assert list(table.columns) == ["unit", "reuse", "from scratch", "reuse / scratch"]
+    assert table.loc["energy", "reuse / scratch"] == pytest.approx(0.25)
+    assert table.loc["epochs", "reuse / scratch"] == pytest.approx(2 / 3)
+    assert table.loc["stop reason", "from scratch"] == "cap"
+    assert math.isnan(table.loc["stop reason", "reuse / scratch"])
+
+    alone = reporting.compare_costs(reuse)
+    assert list(alone.columns) == ["unit", "reuse"]
+    assert alone.loc["final validation accuracy", "reuse"] == pytest.approx(0.6)
+
+
+def test_format_table_keeps_small_numbers_and_text():
+    table = pd.DataFrame({"x": [1.234567e-6, float("nan"), 1e10], "y": ["a", True, 3]})
+    shown = reporting.format_table(table)
+    assert list(shown["x"]) == ["1.235e-06", "n/a", "1e+10"]
+    assert shown.loc[0, "y"] == "a" and shown.loc[1, "y"] is True
+
+
+def _variants(flat_differs=False):
+    variants = {}
+    for pool in ("mean", "flatten"):
+        for init, value in (("centroids", 0.2), ("k-means++", 0.3)):
+            value += 0.1 if flat_differs and pool == "flatten" else 0.0
+            variants[(pool, init)] = TaskResult(value, 1 - value, pool, init, 40, 4, 5, "embedding")
+    return variants
+
+
+def test_task_variants_table_marks_default_first():
+    table = reporting.task_variants_table(_variants())
+    assert len(table) == 4
+    assert table.loc[0, "default"] and table["default"].sum() == 1
+    assert (table.loc[0, "pooling"], table.loc[0, "k-means init"]) == ("mean", "centroids")
+    assert table.loc[0, "RESQUE_task"] == pytest.approx(0.2)
+
+
+def test_describe_task_variants_says_when_pooling_is_moot():
+    assert "already a vector" in reporting.describe_task_variants(_variants())
+    assert reporting.describe_task_variants(_variants(flat_differs=True)) == ""
+
+
+def test_sample_images_and_example_titles():
+    data = torch.utils.data.TensorDataset(torch.rand(5, 1, 6, 6), torch.tensor([0, 1, 2, 1, 0]))
+    images, labels = reporting.sample_images(data, 3)
+    assert images.shape == (3, 1, 6, 6) and labels == [0, 1, 2]
+    assert reporting.sample_images(data, 10)[0].shape[0] == 5
+
+    class Outcome:
+        def __init__(self):
+            self.classes = ["a", "b", "c"]
+
+    assert reporting.example_titles(Outcome()) is None
+    outcome = Outcome()
+    outcome.example_labels = torch.tensor([2, 0])
+    assert reporting.example_titles(outcome) == ["c", "a"]
+
+
+# --------------------------------------------------------------------------- energy
+
+
+def test_load_records_skips_unfinished(tmp_path):
+    make_record("b-run").save(tmp_path / "records" / "b-run.json")
+    make_record("a-run").save(tmp_path / "records" / "a-run.json")
+    make_record("c-run", complete=False).save(tmp_path / "records" / "c-run.json")
+    assert [r.run_id for r in reporting.load_records(tmp_path)] == ["a-run", "b-run"]
+    assert len(reporting.load_records(tmp_path, complete_only=False)) == 3
+    assert reporting.load_records(tmp_path / "nowhere") == []
+
+
+def test_energy_table_labels_sources():
+    table = reporting.energy_table([make_record("est", kwh=4e-6, seconds=2.0),
+                                    make_record("gpu", kwh=4e-6, gpu="nvml")])
+    est, gpu = table.iloc[0], table.iloc[1]
+    assert est["status"] == "estimated" and est["cpu_source"] == "estimate"
+    assert est["gpu_source"] == "unavailable: no CUDA device" and math.isnan(est["gpu_kwh"])
+    assert est["seconds"] == pytest.approx(2.0)
+    assert est["mean_watts"] == pytest.approx(4e-6 * 3.6e6 / 2.0)
+    assert gpu["status"] == "partly measured" and gpu["gpu_source"] == "nvml"
+    assert gpu["gpu_kwh"] == pytest.approx(2e-6)
+    assert est["country"] == "USA" and est["kg_co2_per_kwh"] == pytest.approx(0.4)
+
+
+def test_energy_table_of_untracked_run():
+    record = make_record()
+    record.totals.update(energy_parts={}, energy_kwh=None, carbon_kg=None,
+                         energy_unavailable={p: "energy=False" for p in ("cpu", "ram", "gpu")})
+    row = reporting.energy_table([record]).iloc[0]
+    assert row["status"] == "not tracked" and row["cpu_source"] == "unavailable: energy=False"
+    assert reporting.describe_energy(record).startswith("Energy: no part could be read")
+
+
+def test_describe_energy_flags_estimates():
+    text = reporting.describe_energy(make_record())
+    assert "ESTIMATE" in text and "gpu: no CUDA device" in text and "0.4 kg CO2-eq per kWh (USA)" in text
+    measured = reporting.describe_energy(make_record(gpu="nvml"))
+    assert "measured, nvml" in measured
+
+
+class FakeCounter:
+    source = "nvml"
+
+    def __init__(self):
+        self.kwh = 1.0
+
+    def read_kwh(self):
+        return self.kwh
+
+
+def test_measure_gpu_energy_with_a_fake_counter():
+    counter = FakeCounter()
+
+    def work():
+        counter.kwh += 1e-6  # 3.6 J
+
+    reading = reporting.measure_gpu_energy(work, counter)
+    assert reading["kwh"] == pytest.approx(1e-6)
+    assert reading["joules"] == pytest.approx(3.6)
+    assert reading["source"] == "nvml" and reading["seconds"] >= 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU answer")
+def test_gpu_energy_demo_without_cuda():
+    assert reporting.gpu_energy_demo() is None
+
+
+# --------------------------------------------------------------------------- plots (smoke tests)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 8, 8), (3, 3, 8, 8), (5, 8, 8)])
+def test_image_grid(shape):
+    figure = plots.image_grid(torch.rand(shape), [f"image {i}" for i in range(shape[0])], nrows=2,
+                              row_labels=["top", "bottom"], title="grid")
+    titled = [ax for ax in figure.axes if ax.get_title()]
+    assert len(titled) == shape[0]
+    assert figure.axes[0].get_ylabel() == "top"
+
+
+def test_training_curves_with_and_without_scratch():
+    reuse, scratch = make_record(), make_record(kind="scratch", accuracies=(0.1, 0.2, 0.3), stop_reason="cap")
+    figure = plots.training_curves(reuse, scratch)
+    assert len(figure.axes) == 4
+    for ax in figure.axes:
+        assert ax.get_xlabel() == "epoch" and ax.get_ylabel() and ax.get_title()
+    accuracy = figure.axes[0]
+    assert len(accuracy.get_lines()) == 3  # reuse, scratch, target
+    assert len(figure.axes[1].get_lines()) == 4  # mean and last, for both runs
+
+    alone = plots.training_curves(reuse, measures=("val_accuracy", "train_loss"))
+    assert [ax.get_title() for ax in alone.axes] == ["Validation accuracy", "Training loss"]
+
+
+def test_training_curves_rejects_unknown_measure():
+    with pytest.raises(InvalidParameterError, match="measures"):
+        plots.training_curves(make_record(), measures=("val_acc",))
+
+
+def test_angle_bars():
+    dist = DistResult(0.02, {0: 0.01, 1: 0.03}, {0: 5, 1: 5}, {0: 5, 1: 5}, "embedding")
+    paired = DistResult(0.015, {0: 0.01, 1: 0.02}, {0: 5, 1: 5}, {0: 5, 1: 5}, "embedding")
+    figure = plots.angle_bars(dist, ["cat", "dog"], paired)
+    ax = figure.axes[0]
+    assert len(ax.patches) == 4
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog"]
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+
+
+def test_energy_vs_time():
+    table = reporting.energy_table([make_record("a", kind="shift"), make_record("b", kind="scratch", gpu="nvml")])
+    figure = plots.energy_vs_time(table)
+    ax = figure.axes[0]
+    assert ax.get_xlabel() == "training + validation time (s)" and ax.get_ylabel() == "energy (kWh)"
+    assert len(ax.collections) == 2
+    plots.energy_vs_time(reporting.energy_table([]))  # no runs: an empty, labelled plot

@@ -15,5 +15,6 @@ with a ``parameters`` cell; :func:`resque.study.profiles.expand` lists them.
 """
 
 from .profiles import Experiment, Profile, expand, list_profiles, load_profile
+from .runner import StudySummary, plan_study, run_study
 
-__all__ = ["Experiment", "Profile", "expand", "list_profiles", "load_profile"]
+__all__ = ["Experiment", "Profile", "expand", "list_profiles", "load_profile", "run_study", "plan_study", "StudySummary"]

@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.resque-installed
 
-.PHONY: env data test bench clean
+.PHONY: env data test bench book clean
 
 # Fashion-MNIST, the offline default dataset, comes from Debian's package.
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
@@ -29,8 +29,14 @@ $(STAMP): pyproject.toml
 test: env
 	$(PY) -m pytest
 
+# The main job: run a profile's experiments (resumable), then build the book.
+PROFILE ?= quick
+book: env
+	$(PY) -m resque.cli study run --profile $(PROFILE)
+	$(PY) -m resque.cli book build --profile $(PROFILE)
+
 bench: env
 	$(PY) benchmarks/bench_dist.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info _build book/_generated

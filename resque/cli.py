@@ -72,6 +72,17 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_cmd_study_run)
 
 
+def _add_book(commands: argparse._SubParsersAction) -> None:
+    from .study.book import add_book_arguments, book_command
+
+    book = commands.add_parser("book", help="build the Jupyter Book from a study's results",
+                               description="Render the executed notebooks of a study into the HTML book.")
+    sub = book.add_subparsers(dest="book_command", metavar="COMMAND", required=True)
+    build = sub.add_parser("build", help="assemble and build the book (Sphinx warnings are errors)")
+    add_book_arguments(build)
+    build.set_defaults(func=book_command)
+
+
 def _cmd_study_list(args: argparse.Namespace) -> int:
     from .study.profiles import expand, list_profiles, load_profile
 
@@ -128,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_study(commands)
+    _add_book(commands)
     return parser
 
 

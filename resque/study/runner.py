@@ -614,5 +614,40 @@ def run_study(
         seconds=time.perf_counter() - start,
         outcomes=ordered,
     )
+    _write_summary(plan.results.root, summary)
     print(summary.report())
     return summary
+
+
+def _write_summary(root: Path, summary: StudySummary) -> None:
+    """Append this invocation to ``summary.json``; ``wall_seconds`` adds up the invocations that ran something.
+
+    A resumed study is the sum of its pieces, so the book's "how long it took"
+    counts every invocation that executed notebooks, not only the last one.
+    """
+    from ..records import provenance
+
+    path = Path(root) / "summary.json"
+    try:
+        previous = json.loads(path.read_text())
+        invocations = list(previous.get("invocations", []))
+    except (OSError, ValueError, AttributeError):
+        invocations = []
+    invocations.append({
+        "profile": summary.profile,
+        "seconds": summary.seconds,
+        "done": len(summary.done),
+        "skipped": len(summary.skipped),
+        "failed": len(summary.failed),
+        "blocked": len(summary.blocked),
+        "machine": provenance(),
+    })
+    content = {
+        "profile": summary.profile,
+        "wall_seconds": sum(i["seconds"] for i in invocations if i["done"] or i["failed"]),
+        "invocations": invocations,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(content, indent=1))
+    os.replace(tmp, path)

@@ -1,0 +1,68 @@
+"""The smoke profile end to end: papermill notebooks on a Dask LocalCluster, records,
+the analysis, the strict book build; then a resume that runs nothing new."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import resque
+from resque.study import load_profile, run_study
+from resque.study.analysis import load_records
+from resque.study.book import build
+from resque.study.experiments import ResultsDir
+
+distributed = pytest.importorskip("distributed")
+from test_book import book_sources, broken_local_links, needs_jupyter_book  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not resque.datasets.DEBIAN_FASHION_MNIST_DIR.exists(),
+    reason="needs Debian's dataset-fashion-mnist (make test installs it)",
+)
+
+SMOKE = Path(resque.study.profiles.PROFILE_DIR) / "smoke.yaml"
+
+
+@needs_jupyter_book
+def test_smoke_study_end_to_end(tmp_path, monkeypatch):
+    # The shipped smoke grid plus one experiment that must fail here: MNIST is not
+    # on this machine and the profile forbids downloads.
+    profile_path = tmp_path / "smoke_and_a_failure.yaml"
+    profile_path.write_text(SMOKE.read_text().replace("tasks: [fashion_coarse4]", "tasks: [fashion_coarse4, mnist]"))
+    profile = load_profile(profile_path)
+    assert profile.tasks == ["fashion_coarse4", "mnist"] and not profile.download
+    results = ResultsDir(tmp_path / "results")
+    monkeypatch.setenv("RESQUE_DATA", str(tmp_path / "data"))  # the runner's kernels inherit it
+
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    try:
+        summary = run_study(profile_path, results.root, executor="dask", scheduler=cluster, progress=False)
+    finally:
+        cluster.close()
+
+    assert list(summary.failed) == ["task-mnist-seed0"]
+    assert "dataset 'mnist' is not in" in summary.failed["task-mnist-seed0"]
+    assert results.failure("task-mnist-seed0").exists() and results.notebook("task-mnist-seed0").exists()
+    expected = ["source-seed0", "shift-gaussian_noise-0.04-seed0", "shift-gaussian_noise-0.1-seed0",
+                "shift-frost-0.3-seed0", "task-fashion_coarse4-seed0", "energy", "analysis"]
+    assert summary.done == expected
+    for run_id in expected[:5]:
+        assert resque.load_record(results.record(run_id), require_complete=True).run_id == run_id
+        assert results.notebook(run_id).exists()
+
+    frame = load_records(results.root)
+    assert sorted(frame["run_id"]) == sorted(expected[1:5])
+    assert frame["resque_dist"].notna().sum() == 3 and frame["resque_task"].notna().sum() == 1
+    executed = json.loads(results.notebook("analysis").read_text())
+    assert any(o.get("data", {}).get("image/png") for c in executed["cells"] for o in c.get("outputs", []))
+
+    root = book_sources(tmp_path / "book_root")
+    index = build(results.root, book_dir=root, strict=True, output_dir=tmp_path / "out")
+    html = index.parent
+    assert index.exists() and not broken_local_links(html)
+    pages = {p.relative_to(html).as_posix() for p in html.rglob("*.html")}
+    assert any("shift-frost-0.3-seed0" in p for p in pages) and any("analysis" in p for p in pages)
+
+    again = run_study(profile_path, results.root, progress=False)  # local executor
+    assert again.done == [] and list(again.failed) == ["task-mnist-seed0"]
+    assert set(again.skipped) == set(expected)

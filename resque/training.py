@@ -193,6 +193,8 @@ class TensorData:
 def as_tensors(data, name: str = "data", batch_size: int = 1024) -> TensorData:
     """Read a ``Dataset``/``DataLoader`` of ``(image, label)`` once into a :class:`TensorData`."""
     if isinstance(data, TensorData):
+        if len(data) == 0:
+            raise DataError(f"`{name}` is empty (0 images); nothing to train or evaluate on.")
         return data
     if isinstance(data, Dataset):
         data = DataLoader(data, batch_size=batch_size, shuffle=False)

@@ -112,3 +112,59 @@ def test_experiment_functions_write_their_records(tmp_path):
             "resque_task_flatten_centroids", "resque_task_flatten_kmeanspp"} <= keys
     assert task.record.estimators["resque_task"] == task.record.estimators["resque_task_mean_centroids"]
     assert task.record.experiment["num_classes"] == 4
+
+
+def test_paper_profile_code_path_on_stand_in_data(tmp_path, monkeypatch):
+    """The `paper` profile (CIFAR-10 source, ResNet-18, SVHN as a task) on small random stand-ins
+    for torchvision's CIFAR10 and SVHN, since neither can be downloaded here."""
+    import dataclasses
+
+    import numpy as np
+    import torchvision
+    from PIL import Image
+
+    class StandInCIFAR10:  # what torchvision.datasets.CIFAR10 exposes: .data (HWC uint8), .targets, .classes
+        def __init__(self, root, train=True, transform=None, target_transform=None, download=False):
+            rng = np.random.default_rng(0 if train else 1)
+            n = 400 if train else 100
+            self.targets = [i % 10 for i in range(n)]
+            base = rng.integers(0, 256, (10, 32, 32, 3))  # one colour pattern per class, so it is learnable
+            noise = rng.integers(-40, 40, (n, 32, 32, 3))
+            self.data = np.clip(base[self.targets] + noise, 0, 255).astype(np.uint8)
+            self.classes = [f"class{k}" for k in range(10)]
+
+        def __getitem__(self, index):
+            return Image.fromarray(self.data[index]), self.targets[index]
+
+        def __len__(self):
+            return len(self.data)
+
+    class StandInSVHN:  # torchvision.datasets.SVHN: .data (N, 3, 32, 32), .labels, split=
+        def __init__(self, root, split="train", transform=None, target_transform=None, download=False):
+            rng = np.random.default_rng(2 if split == "train" else 3)
+            n = 300 if split == "train" else 100
+            self.data = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+            self.labels = (np.arange(n) % 10).astype(np.int64)
+
+        def __getitem__(self, index):
+            return Image.fromarray(np.transpose(self.data[index], (1, 2, 0))), int(self.labels[index])
+
+        def __len__(self):
+            return len(self.data)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", StandInCIFAR10)
+    monkeypatch.setattr(torchvision.datasets, "SVHN", StandInSVHN)
+    paper = load_profile("paper")
+    profile = dataclasses.replace(
+        paper, n_per_class=20, seeds=[0], shifts={"frost": [0.3]}, tasks=["svhn"], energy=False,
+        model_kwargs={"width": 8},  # a narrow ResNet-18: the same code, a fraction of the compute
+        source={**paper.source, "max_epochs": 1}, retrain={**paper.retrain, "max_epochs": 1},
+    )
+    results = ResultsDir(tmp_path / "results")
+    source = run_source(profile, 0, results.root, progress=False)
+    assert source.model["name"] == "resnet18" and source.model["kwargs"]["image_size"] == 32
+    assert source.config["augmentation"] == "crop_flip"
+    shift = run_shift(profile, 0, "frost", 0.3, results.root, progress=False)
+    assert shift.clean_examples.shape == (8, 3, 32, 32) and 0 <= float(shift.dist) <= 1
+    task = run_task(profile, 0, "svhn", results.root, progress=False)
+    assert task.record.experiment["num_classes"] == 10 and task.record.complete

@@ -7,7 +7,7 @@ from torch.utils.data import TensorDataset
 
 import resque
 from resque.config import from_dict
-from resque.training import TrainConfig, as_tensors, evaluate, retrain_for_task, stop_reason, train
+from resque.training import TensorData, TrainConfig, as_tensors, evaluate, retrain_for_task, stop_reason, train
 
 CONFIG = TrainConfig(target_accuracy=0.9, max_epochs=20, cutoff1_delta=0.01, cutoff1_epochs=3,
                      cutoff2_delta=0.05, cutoff2_epochs=5)
@@ -131,6 +131,12 @@ def test_empty_training_split():
     empty = TensorDataset(torch.zeros(0, 1, 6, 6), torch.zeros(0, dtype=torch.long))
     with pytest.raises(resque.DataError, match="`train_data` is empty"):
         train(tiny_model(), empty, blobs(), progress=False)
+
+
+def test_empty_validation_split_is_named():
+    empty = TensorData(torch.zeros(0, 1, 6, 6), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(resque.DataError, match="`val_data` is empty"):
+        train(tiny_model(), blobs(), empty, progress=False)
 
 
 def test_non_finite_loss_stops_the_run_as_diverged():

@@ -107,8 +107,9 @@ class Profile:
                 raise InvalidParameterError("tasks", task, list_tasks())
         if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in self.seeds):
             raise InvalidParameterError("seeds", self.seeds, "a non-empty list of integers")
-        if self.n_per_class is not None and (not isinstance(self.n_per_class, int) or self.n_per_class < 5):
-            raise InvalidParameterError("n_per_class", self.n_per_class, "an integer >= 5, or null for all images")
+        # below 20 a class has no image left for the 10 % validation split of S1+S2
+        if self.n_per_class is not None and (not isinstance(self.n_per_class, int) or self.n_per_class < 20):
+            raise InvalidParameterError("n_per_class", self.n_per_class, "an integer >= 20, or null for all images")
         self.source_config(0)
         self.retrain_config(0)
 

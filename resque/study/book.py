@@ -807,7 +807,7 @@ def book_command(args: argparse.Namespace) -> int:
     except BookError as error:
         print(str(error), file=sys.stderr)
         return 1
-    print(f"The book is at {index}")
+    print(f"The book is at {Path(index).resolve()}  (open it in a browser: file://{Path(index).resolve()})")
     return 0
 
 

@@ -1,0 +1,851 @@
+"""Baseline predictors of distribution-shift size, to compare with RESQUE_dist.
+
+Each baseline takes the same inputs as :func:`resque.resque_dist` (a model, the
+original and the shifted data, a layer name) and needs one forward pass over
+each dataset. The math lives in plain functions on ``(N, D)`` arrays
+(:func:`mmd_rbf`, :func:`frechet_distance`, :func:`linear_cka`); the public
+model-level functions (:func:`accuracy_drop`, :func:`mmd`, :func:`frechet`,
+:func:`cka`, :func:`baseline_scores`) collect mean-pooled embeddings with
+:func:`shift_embeddings` and return a :class:`ShiftScore`.
+
+Signs differ between baselines: see :data:`DIRECTION` (words) and
+:data:`SHIFT_SIGN` (``+1`` when a larger value means a larger shift, ``-1`` for
+the CKA similarity), so an analysis can orient every score the same way.
+
+All statistics are computed in float64 on the CPU after collection, whatever
+device the forward pass ran on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from scipy.spatial.distance import cdist, pdist
+from torch import nn
+
+from .embedding import (
+    _inference_mode,
+    _split_batch,
+    as_loader,
+    find_layer,
+    model_device,
+)
+from .errors import DataError, DegenerateEmbeddingError, InvalidParameterError
+from .functional import pool_embedding
+
+__all__ = [
+    "DIRECTION",
+    "METRICS",
+    "SHIFT_SIGN",
+    "ShiftEmbeddings",
+    "ShiftScore",
+    "accuracy_drop",
+    "baseline_scores",
+    "cka",
+    "frechet",
+    "frechet_distance",
+    "frechet_distance_from_moments",
+    "linear_cka",
+    "median_heuristic",
+    "mmd",
+    "mmd_rbf",
+    "model_outputs",
+    "shift_embeddings",
+]
+
+#: How to read each baseline's value.
+DIRECTION = {
+    "accuracy_drop": "higher = larger shift (accuracy lost, in [-1, 1])",
+    "mmd": "higher = larger shift (0 = same distribution; the unbiased estimate can dip slightly below 0)",
+    "frechet": "higher = larger shift (0 = same mean and covariance)",
+    "cka": "similarity: higher = SMALLER shift (1 = representations unchanged; 1 - cka is a shift size)",
+}
+
+#: +1 where a larger value means a larger shift, -1 where it means a smaller one.
+SHIFT_SIGN = {"accuracy_drop": 1, "mmd": 1, "frechet": 1, "cka": -1}
+
+#: The metric names :func:`baseline_scores` accepts.
+METRICS = tuple(DIRECTION)
+
+#: Images kept per dataset by default: the kernel methods cost O(N^2) time and memory.
+DEFAULT_MAX_IMAGES = 2000
+
+
+# --------------------------------------------------------------------------------------------
+# Collection: one forward pass per dataset, capturing a layer and the model's output
+# --------------------------------------------------------------------------------------------
+
+
+def model_outputs(
+    model: nn.Module,
+    data,
+    layer: str | None = None,
+    *,
+    name: str = "data",
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Iterator[tuple[torch.Tensor | None, object, torch.Tensor]]:
+    """Yield ``(layer_output, model_output, labels)`` per batch of one forward pass.
+
+    The same pass as :func:`resque.embedding.layer_outputs` (same validation of
+    batches, ``eval()`` and no gradients, mode and device restored afterwards),
+    but the model's own output (usually ``(B, K)`` logits) is yielded as well.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    data : Dataset or DataLoader yielding ``(image, label)``
+    layer : str, optional
+        Name from ``model.named_modules()`` whose output is captured; ``None``
+        captures no layer (the first item is then ``None``).
+    name, device, batch_size, num_workers, progress
+        As in :func:`resque.embedding.layer_outputs`.
+
+    Yields
+    ------
+    (layer_output, model_output, labels)
+        The raw layer output (or ``None``), whatever ``model(images)`` returned,
+        and the ``(B,)`` int64 labels, all on `device`.
+    """
+    from tqdm.auto import tqdm
+
+    target = find_layer(model, layer) if layer is not None else None
+    device = torch.device(device) if device is not None else model_device(model)
+    loader = as_loader(data, name, batch_size, num_workers, pin_memory=device.type == "cuda")
+    captured: list = []
+    handle = target.register_forward_hook(lambda m, i, o: captured.append(o)) if target is not None else None
+    seen = 0
+    try:
+        with _inference_mode(model, device):
+            try:
+                total = len(loader)
+            except TypeError:  # an IterableDataset without __len__
+                total = None
+            bar = tqdm(loader, total=total, desc=f"baseline {name}", unit="batch", disable=not progress, leave=False)
+            for batch in bar:
+                images, labels = _split_batch(batch, name)
+                if images.is_floating_point() and not bool(torch.isfinite(images).all()):
+                    raise DataError(
+                        f"`{name}` contains images with NaN or Inf values (in the batch after "
+                        f"{seen} images); clean or drop them before scoring."
+                    )
+                images = images.to(device, non_blocking=True)
+                labels = labels.to(device=device, dtype=torch.long, non_blocking=True)
+                captured.clear()
+                output = model(images)
+                layer_output = None
+                if target is not None:
+                    if len(captured) != 1:
+                        raise DataError(
+                            f"Layer {layer!r} ran {len(captured)} times in one forward pass; a baseline "
+                            "needs a layer that runs exactly once per image. Choose another layer."
+                        )
+                    layer_output = captured[0]
+                    if not isinstance(layer_output, torch.Tensor):
+                        raise DataError(
+                            f"Layer {layer!r} returns a {type(layer_output).__name__}, not a tensor; choose "
+                            "a layer whose output is a tensor (e.g. a submodule of it)."
+                        )
+                seen += images.shape[0]
+                yield layer_output, output, labels
+    finally:
+        if handle is not None:
+            handle.remove()
+    if seen == 0:
+        raise DataError(f"`{name}` is empty (0 images); a baseline needs labelled images.")
+
+
+def _as_logits(output, n: int) -> torch.Tensor | None:
+    """``(B, K)`` logits if the model output looks like them, else ``None``."""
+    if isinstance(output, torch.Tensor) and output.ndim == 2 and output.shape[0] == n:
+        return output
+    return None
+
+
+def _subsample_indices(n: int, max_images: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of at most `max_images` of `n` items, a function of ``(n, seed)`` only.
+
+    Two datasets of the same length therefore keep the same positions, which
+    keeps clean/shifted pairs together for CKA.
+    """
+    if max_images is None or n <= max_images:
+        return np.arange(n)
+    generator = torch.Generator().manual_seed(seed)
+    return np.sort(torch.randperm(n, generator=generator)[:max_images].numpy())
+
+
+class ShiftEmbeddings(NamedTuple):
+    """What one pass over each dataset gives the baselines.
+
+    Attributes
+    ----------
+    original, shifted : numpy.ndarray
+        ``(N, D)`` and ``(M, D)`` float64 mean-pooled embeddings, subsampled to
+        at most ``max_images`` rows each, in dataset order.
+    labels_original, labels_shifted : numpy.ndarray
+        ``(N,)`` and ``(M,)`` int64 labels of the kept rows.
+    logits_original, logits_shifted : numpy.ndarray or None
+        ``(N, K)`` / ``(M, K)`` float64 model outputs of the kept rows; ``None``
+        when the model does not return a 2-D tensor.
+    accuracy_original, accuracy_shifted : float or None
+        Top-1 accuracy of the model over ALL images of each dataset (not only
+        the kept ones); ``None`` when the model output is not ``(B, K)`` logits.
+    n_original, n_shifted : int
+        Images in each dataset before subsampling.
+    layer : str
+    """
+
+    original: np.ndarray
+    labels_original: np.ndarray
+    shifted: np.ndarray
+    labels_shifted: np.ndarray
+    logits_original: np.ndarray | None
+    logits_shifted: np.ndarray | None
+    accuracy_original: float | None
+    accuracy_shifted: float | None
+    n_original: int
+    n_shifted: int
+    layer: str
+
+
+def _collect(model, data, layer, name, max_images, seed, options) -> dict:
+    """One pass over `data`: pooled embeddings, labels, logits and accuracy over all images."""
+    embeddings, labels_seen, logits_seen = [], [], []
+    correct, total, have_logits = 0, 0, True
+    for layer_output, output, labels in model_outputs(model, data, layer, name=name, **options):
+        n = labels.shape[0]
+        if layer_output is not None:
+            embeddings.append(pool_embedding(layer_output, "mean").detach().to("cpu", torch.float64))
+        labels_seen.append(labels.cpu())
+        logits = _as_logits(output, n) if have_logits else None
+        if logits is None:
+            have_logits = False
+        else:
+            if n and int(labels.max()) >= logits.shape[1]:
+                raise DataError(
+                    f"`{name}` has label {int(labels.max())} but the model outputs {logits.shape[1]} "
+                    "scores per image; labels must index the model's classes."
+                )
+            correct += int((logits.argmax(dim=1) == labels).sum())
+            logits_seen.append(logits.detach().to("cpu", torch.float64))
+        total += n
+    keep = _subsample_indices(total, max_images, seed)
+    result = {
+        "labels": torch.cat(labels_seen).numpy()[keep],
+        "n": total,
+        "embedding": torch.cat(embeddings).numpy()[keep] if embeddings else None,
+        "logits": torch.cat(logits_seen).numpy()[keep] if have_logits else None,
+        "accuracy": correct / total if have_logits else None,
+    }
+    return result
+
+
+def _check_sampling(max_images, seed) -> None:
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 2):
+        raise InvalidParameterError("max_images", max_images, "an integer >= 2, or None to keep every image")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidParameterError("seed", seed, "an integer")
+
+
+def shift_embeddings(
+    model: nn.Module,
+    original,
+    shifted,
+    layer: str,
+    *,
+    max_images: int | None = DEFAULT_MAX_IMAGES,
+    seed: int = 0,
+    device=None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> ShiftEmbeddings:
+    """Mean-pooled embeddings and model outputs of both datasets, one pass each.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained source model; run in ``eval()`` without gradients, its mode
+        and device restored afterwards.
+    original, shifted : Dataset or DataLoader yielding ``(image, label)``
+    layer : str
+        Name from ``model.named_modules()``; its output is averaged over space
+        (conv) or tokens (transformer) into one ``D``-vector per image.
+    max_images : int or None, default 2000
+        Keep at most this many images per dataset, drawn without replacement by
+        a generator seeded with `seed` (the kernel baselines cost O(N^2)).
+        ``None`` keeps all. Datasets of equal length keep the same positions.
+    seed : int, default 0
+    device, batch_size, num_workers, progress
+        As in :func:`resque.resque_dist`.
+
+    Returns
+    -------
+    ShiftEmbeddings
+        Embeddings ``(N, D)`` / ``(M, D)`` float64, labels, logits and accuracies.
+
+    Examples
+    --------
+    >>> e = shift_embeddings(model, clean_set, noisy_set, "features")  # doctest: +SKIP
+    >>> mmd_rbf(e.original, e.shifted)                                 # doctest: +SKIP
+    """
+    _check_sampling(max_images, seed)
+    options = {"device": device, "batch_size": batch_size, "num_workers": num_workers, "progress": progress}
+    o = _collect(model, original, layer, "original", max_images, seed, options)
+    s = _collect(model, shifted, layer, "shifted", max_images, seed, options)
+    if o["embedding"].shape[1] != s["embedding"].shape[1]:
+        raise DataError(
+            f"Embedding widths differ: {o['embedding'].shape[1]} (original) vs {s['embedding'].shape[1]} "
+            "(shifted); both must come from the same layer of the same model."
+        )
+    return ShiftEmbeddings(
+        o["embedding"], o["labels"], s["embedding"], s["labels"], o["logits"], s["logits"],
+        o["accuracy"], s["accuracy"], o["n"], s["n"], layer,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Functional cores on (N, D) arrays
+# --------------------------------------------------------------------------------------------
+
+
+def _as_matrix(x, name: str, min_rows: int = 2) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise DataError(
+            f"`{name}` has shape {x.shape}; expected a 2-D (N, D) array of embeddings "
+            "(reshape a single vector with x.reshape(1, -1), pool conv outputs first)."
+        )
+    if x.shape[0] < min_rows:
+        raise DataError(f"`{name}` has {x.shape[0]} rows; this statistic needs at least {min_rows} samples.")
+    if not np.isfinite(x).all():
+        raise DataError(f"`{name}` contains NaN or Inf values; clean the embeddings first.")
+    return x
+
+
+def _same_width(x: np.ndarray, y: np.ndarray) -> None:
+    if x.shape[1] != y.shape[1]:
+        raise DataError(f"The samples have different widths ({x.shape[1]} vs {y.shape[1]}); they must share D.")
+
+
+def median_heuristic(x, y=None) -> float:
+    """Median pairwise Euclidean distance of the pooled sample (Gretton et al., 2012).
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor
+        ``(N, D)`` sample.
+    y : array_like or torch.Tensor, optional
+        ``(M, D)`` second sample, pooled with `x`.
+
+    Returns
+    -------
+    float
+        The median over the ``P (P - 1) / 2`` distinct pairs (``P = N + M``),
+        with the :func:`numpy.median` convention (mean of the two middle values
+        for an even count). If that median is 0 (most points coincide), the
+        median of the non-zero distances is used; if every point coincides, 1.0.
+
+    References
+    ----------
+    A. Gretton, K. Borgwardt, M. Rasch, B. Schölkopf, A. Smola. "A Kernel
+    Two-Sample Test." JMLR 13 (2012), section 8.
+    """
+    pooled = _as_matrix(x, "x")
+    if y is not None:
+        y = _as_matrix(y, "y")
+        _same_width(pooled, y)
+        pooled = np.concatenate([pooled, y])
+    distances = pdist(pooled)  # (P (P - 1) / 2,)
+    median = float(np.median(distances))
+    if median > 0:
+        return median
+    positive = distances[distances > 0]
+    return float(np.median(positive)) if positive.size else 1.0
+
+
+def mmd_rbf(x, y, bandwidth: float | None = None) -> float:
+    """Unbiased squared maximum mean discrepancy with a Gaussian RBF kernel.
+
+    ``k(a, b) = exp(-||a - b||^2 / (2 sigma^2))`` and
+
+    ``MMD_u^2 = 1/(m(m-1)) sum_{i != j} k(x_i, x_j) + 1/(n(n-1)) sum_{i != j} k(y_i, y_j)
+    - 2/(mn) sum_{i, j} k(x_i, y_j)``  (Gretton et al., 2012, Lemma 6).
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor
+        ``(m, D)`` sample, ``m >= 2``.
+    y : array_like or torch.Tensor
+        ``(n, D)`` sample, ``n >= 2``.
+    bandwidth : float, optional
+        ``sigma``. Default: :func:`median_heuristic` of the pooled sample.
+
+    Returns
+    -------
+    float
+        The estimate. Being unbiased it is 0 on average when both samples come
+        from the same distribution, so it can be slightly NEGATIVE (including for
+        a sample compared with itself: the diagonal terms ``k(x_i, x_i) = 1`` are
+        left out of the within-sample sums but not of the cross sum).
+
+    References
+    ----------
+    A. Gretton, K. Borgwardt, M. Rasch, B. Schölkopf, A. Smola. "A Kernel
+    Two-Sample Test." JMLR 13 (2012), eq. (3) and Lemma 6.
+    """
+    x, y = _as_matrix(x, "x"), _as_matrix(y, "y")
+    _same_width(x, y)
+    if bandwidth is None:
+        bandwidth = median_heuristic(x, y)
+    elif isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or not bandwidth > 0 or not np.isfinite(bandwidth):
+        raise InvalidParameterError("bandwidth", bandwidth, "a positive finite number, or None for the median heuristic")
+    gamma = 1.0 / (2.0 * float(bandwidth) ** 2)
+    m, n = x.shape[0], y.shape[0]
+    k_xx = np.exp(-gamma * cdist(x, x, "sqeuclidean"))  # (m, m)
+    k_yy = np.exp(-gamma * cdist(y, y, "sqeuclidean"))  # (n, n)
+    k_xy = np.exp(-gamma * cdist(x, y, "sqeuclidean"))  # (m, n)
+    within_x = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
+    within_y = (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
+    return float(within_x + within_y - 2.0 * k_xy.mean())
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD matrix (negative round-off eigenvalues -> 0)."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def frechet_distance_from_moments(mu_x, cov_x, mu_y, cov_y) -> float:
+    """Fréchet (2-Wasserstein) distance between N(mu_x, cov_x) and N(mu_y, cov_y), squared.
+
+    ``||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 (S_x S_y)^{1/2})``. The trace of the
+    matrix square root is computed stably as the sum of the square roots of the
+    eigenvalues of the symmetric PSD matrix ``S_x^{1/2} S_y S_x^{1/2}`` (same
+    eigenvalues as ``S_x S_y``), with negative round-off eigenvalues set to 0, so
+    no complex parts appear and singular covariances (``N <= D``) are fine.
+
+    Parameters
+    ----------
+    mu_x, mu_y : array_like
+        ``(D,)`` means.
+    cov_x, cov_y : array_like
+        ``(D, D)`` symmetric positive semi-definite covariances.
+
+    Returns
+    -------
+    float
+        ``>= 0`` up to round-off. With singular covariances the square roots of
+        round-off eigenvalues (~1e-16 relative) leave errors of order 1e-8 per
+        dimension relative to the covariance scale, so identical samples give
+        about 0, possibly slightly negative.
+
+    References
+    ----------
+    D. C. Dowson, B. V. Landau. "The Fréchet distance between multivariate normal
+    distributions." J. Multivariate Analysis 12 (1982). M. Heusel et al. "GANs
+    Trained by a Two Time-Scale Update Rule Converge to a Local Nash
+    Equilibrium." NeurIPS 2017 (the FID).
+    """
+    mu_x, mu_y = np.asarray(mu_x, np.float64), np.asarray(mu_y, np.float64)
+    cov_x, cov_y = np.asarray(cov_x, np.float64), np.asarray(cov_y, np.float64)
+    d = mu_x.shape[0]
+    if mu_x.shape != (d,) or mu_y.shape != (d,) or cov_x.shape != (d, d) or cov_y.shape != (d, d):
+        raise DataError(
+            f"Moment shapes do not fit: means {mu_x.shape}, {mu_y.shape}; covariances {cov_x.shape}, "
+            f"{cov_y.shape}; expected (D,) means and (D, D) covariances with one D."
+        )
+    root_x = _psd_sqrt(cov_x)
+    middle = root_x @ cov_y @ root_x  # (D, D), symmetric PSD
+    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
+    trace_sqrt = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
+    mean_term = float(((mu_x - mu_y) ** 2).sum())
+    return mean_term + float(np.trace(cov_x) + np.trace(cov_y)) - 2.0 * trace_sqrt
+
+
+def frechet_distance(x, y, eps: float = 0.0) -> float:
+    """Fréchet distance between Gaussians fitted to two samples (FID-style).
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor
+        ``(N, D)`` sample, ``N >= 2``.
+    y : array_like or torch.Tensor
+        ``(M, D)`` sample, ``M >= 2``.
+    eps : float, default 0.0
+        Ridge added to both covariances' diagonals. The eigenvalue formulation of
+        :func:`frechet_distance_from_moments` handles singular covariances (e.g.
+        ``N <= D``) without it, so the default adds nothing; a small ``eps``
+        only stabilises comparisons between very small samples, and adds
+        ``2 D eps - 2 Tr((...)^{1/2})`` changes of order ``eps``.
+
+    Returns
+    -------
+    float
+        ``||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 (S_x S_y)^{1/2})`` with sample
+        means and unbiased (``N - 1``) sample covariances.
+
+    References
+    ----------
+    Dowson & Landau (1982); Heusel et al., NeurIPS 2017 (see
+    :func:`frechet_distance_from_moments`).
+    """
+    x, y = _as_matrix(x, "x"), _as_matrix(y, "y")
+    _same_width(x, y)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0 or not np.isfinite(eps):
+        raise InvalidParameterError("eps", eps, "a non-negative finite number")
+    ridge = eps * np.eye(x.shape[1])
+    cov_x = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1]) + ridge
+    cov_y = np.cov(y, rowvar=False).reshape(y.shape[1], y.shape[1]) + ridge
+    return frechet_distance_from_moments(x.mean(axis=0), cov_x, y.mean(axis=0), cov_y)
+
+
+def linear_cka(x, y) -> float:
+    """Linear centred kernel alignment between paired representations.
+
+    ``CKA(X, Y) = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` on column-centred
+    ``X`` and ``Y``, whose row ``i`` must describe the same image.
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor
+        ``(N, D1)`` representations.
+    y : array_like or torch.Tensor
+        ``(N, D2)`` representations of the same ``N`` images in the same order
+        (``D2`` may differ from ``D1``).
+
+    Returns
+    -------
+    float
+        A SIMILARITY in ``[0, 1]``: 1 when ``Y`` is an orthogonal transform times
+        a scalar of ``X`` (plus a shift); invariant to those, not to general
+        invertible linear maps. ``1 - CKA`` is a shift size.
+
+    Raises
+    ------
+    DataError
+        Different row counts, or fewer than 2 rows.
+    DegenerateEmbeddingError
+        A representation is constant over images (zero after centring).
+
+    References
+    ----------
+    S. Kornblith, M. Norouzi, H. Lee, G. Hinton. "Similarity of Neural Network
+    Representations Revisited." ICML 2019, eq. (5) and section 3.
+    """
+    x, y = _as_matrix(x, "x"), _as_matrix(y, "y")
+    if x.shape[0] != y.shape[0]:
+        raise DataError(
+            f"Linear CKA compares paired rows, but x has {x.shape[0]} and y has {y.shape[0]}; pass the "
+            "same images in the same order (clean and shifted)."
+        )
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    norm_x = np.linalg.norm(x.T @ x)  # Frobenius of (D1, D1)
+    norm_y = np.linalg.norm(y.T @ y)  # Frobenius of (D2, D2)
+    if norm_x == 0 or norm_y == 0:
+        raise DegenerateEmbeddingError(
+            "A representation is the same for every image (zero after centring), so CKA is undefined; "
+            "choose another layer or more varied images."
+        )
+    return float(np.linalg.norm(y.T @ x) ** 2 / (norm_x * norm_y))
+
+
+# --------------------------------------------------------------------------------------------
+# Public model-level baselines
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShiftScore:
+    """One baseline's value. ``float(score)`` is the value; see :data:`DIRECTION` for its sign.
+
+    Attributes
+    ----------
+    metric : str
+        ``"accuracy_drop"``, ``"mmd"``, ``"frechet"`` or ``"cka"``.
+    value : float
+    layer : str or None
+        The layer the embeddings come from (``None`` for ``accuracy_drop``).
+    n_original, n_shifted : int
+        Images used from each dataset (after subsampling, except for accuracy).
+    details : dict
+        Metric-specific numbers (accuracies, bandwidth, ...).
+    """
+
+    metric: str
+    value: float
+    layer: str | None
+    n_original: int
+    n_shifted: int
+    details: dict = field(default_factory=dict)
+
+    def __float__(self) -> float:
+        return self.value
+
+    @property
+    def direction(self) -> str:
+        """How to read the value (from :data:`DIRECTION`)."""
+        return DIRECTION[self.metric]
+
+
+def _accuracy_score(e: ShiftEmbeddings) -> ShiftScore:
+    if e.accuracy_original is None or e.accuracy_shifted is None:
+        raise DataError(
+            "The model does not return (B, K) class scores, so its accuracy is undefined; "
+            "accuracy_drop needs a classifier whose output is a 2-D logits tensor."
+        )
+    return ShiftScore(
+        "accuracy_drop", e.accuracy_original - e.accuracy_shifted, e.layer, e.n_original, e.n_shifted,
+        {"accuracy_original": e.accuracy_original, "accuracy_shifted": e.accuracy_shifted},
+    )
+
+
+def _mmd_score(e: ShiftEmbeddings, bandwidth) -> ShiftScore:
+    sigma = median_heuristic(e.original, e.shifted) if bandwidth is None else bandwidth
+    value = mmd_rbf(e.original, e.shifted, sigma)
+    return ShiftScore("mmd", value, e.layer, len(e.original), len(e.shifted), {"bandwidth": float(sigma)})
+
+
+def _frechet_score(e: ShiftEmbeddings, eps) -> ShiftScore:
+    value = frechet_distance(e.original, e.shifted, eps)
+    return ShiftScore("frechet", value, e.layer, len(e.original), len(e.shifted), {"eps": eps})
+
+
+def _cka_score(e: ShiftEmbeddings) -> ShiftScore:
+    if e.n_original != e.n_shifted:
+        raise DataError(
+            f"cka compares the same images clean and shifted, but `original` has {e.n_original} images and "
+            f"`shifted` {e.n_shifted}; pass paired datasets (the shifted one made from the original, same order)."
+        )
+    if not np.array_equal(e.labels_original, e.labels_shifted):
+        first = int(np.flatnonzero(e.labels_original != e.labels_shifted)[0])
+        raise DataError(
+            f"cka compares the same images clean and shifted, but the labels differ (first at kept row {first}); "
+            "pass paired datasets in the same order, without shuffling."
+        )
+    value = linear_cka(e.original, e.shifted)
+    return ShiftScore("cka", value, e.layer, len(e.original), len(e.shifted), {"shift": 1.0 - value})
+
+
+def accuracy_drop(
+    model: nn.Module,
+    original,
+    shifted,
+    *,
+    device=None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> ShiftScore:
+    """Source-model top-1 accuracy on `original` minus that on `shifted`.
+
+    Higher means a larger (more harmful) shift; negative when the model does
+    better on the shifted data. Uses every image (no subsampling). The classic
+    supervised yardstick of shift severity, e.g. D. Hendrycks, T. Dietterich,
+    "Benchmarking Neural Network Robustness to Common Corruptions and
+    Perturbations", ICLR 2019.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A classifier whose output is ``(B, K)`` class scores; labels index them.
+    original, shifted : Dataset or DataLoader yielding ``(image, label)``
+    device, batch_size, num_workers, progress
+        As in :func:`resque.resque_dist`.
+
+    Returns
+    -------
+    ShiftScore
+        ``float(score)`` in ``[-1, 1]``; ``details`` holds both accuracies.
+    """
+    options = {"device": device, "batch_size": batch_size, "num_workers": num_workers, "progress": progress}
+    o = _collect(model, original, None, "original", None, 0, options)
+    s = _collect(model, shifted, None, "shifted", None, 0, options)
+    e = ShiftEmbeddings(
+        None, o["labels"], None, s["labels"], o["logits"], s["logits"],
+        o["accuracy"], s["accuracy"], o["n"], s["n"], None,
+    )
+    return _accuracy_score(e)
+
+
+def mmd(
+    model: nn.Module,
+    original,
+    shifted,
+    layer: str,
+    *,
+    bandwidth: float | None = None,
+    max_images: int | None = DEFAULT_MAX_IMAGES,
+    seed: int = 0,
+    device=None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> ShiftScore:
+    """Unbiased squared RBF-kernel MMD between the datasets' pooled embeddings at `layer`.
+
+    See :func:`mmd_rbf` (Gretton et al., JMLR 2012). Higher = larger shift;
+    values near 0, possibly slightly negative, mean no detectable shift.
+
+    Parameters
+    ----------
+    model, original, shifted, layer
+        As in :func:`resque.resque_dist`.
+    bandwidth : float, optional
+        Kernel width; default the median heuristic (``details["bandwidth"]``).
+    max_images, seed, device, batch_size, num_workers, progress
+        As in :func:`shift_embeddings`.
+
+    Returns
+    -------
+    ShiftScore
+    """
+    e = shift_embeddings(
+        model, original, shifted, layer, max_images=max_images, seed=seed,
+        device=device, batch_size=batch_size, num_workers=num_workers, progress=progress,
+    )
+    return _mmd_score(e, bandwidth)
+
+
+def frechet(
+    model: nn.Module,
+    original,
+    shifted,
+    layer: str,
+    *,
+    eps: float = 0.0,
+    max_images: int | None = DEFAULT_MAX_IMAGES,
+    seed: int = 0,
+    device=None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> ShiftScore:
+    """Fréchet distance between Gaussians fitted to the pooled embeddings at `layer`.
+
+    See :func:`frechet_distance` (Dowson & Landau 1982; Heusel et al. 2017).
+    Higher = larger shift.
+
+    Parameters
+    ----------
+    model, original, shifted, layer
+        As in :func:`resque.resque_dist`.
+    eps : float, default 0.0
+        Covariance ridge, see :func:`frechet_distance`.
+    max_images, seed, device, batch_size, num_workers, progress
+        As in :func:`shift_embeddings`.
+
+    Returns
+    -------
+    ShiftScore
+    """
+    e = shift_embeddings(
+        model, original, shifted, layer, max_images=max_images, seed=seed,
+        device=device, batch_size=batch_size, num_workers=num_workers, progress=progress,
+    )
+    return _frechet_score(e, eps)
+
+
+def cka(
+    model: nn.Module,
+    clean,
+    shifted,
+    layer: str,
+    *,
+    max_images: int | None = DEFAULT_MAX_IMAGES,
+    seed: int = 0,
+    device=None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> ShiftScore:
+    """Linear CKA between embeddings of the same images, clean and shifted.
+
+    See :func:`linear_cka` (Kornblith et al., ICML 2019). The value is a
+    SIMILARITY: 1 = representations unchanged, so higher = SMALLER shift;
+    ``details["shift"]`` holds ``1 - CKA``.
+
+    Parameters
+    ----------
+    model, layer
+        As in :func:`resque.resque_dist`.
+    clean, shifted : Dataset or DataLoader
+        Paired data: image ``i`` of `shifted` is image ``i`` of `clean` after the
+        shift, so both have the same length and labels in the same order.
+    max_images, seed, device, batch_size, num_workers, progress
+        As in :func:`shift_embeddings`; the same positions are kept in both.
+
+    Returns
+    -------
+    ShiftScore
+
+    Raises
+    ------
+    DataError
+        The datasets differ in length or labels (not paired).
+    """
+    e = shift_embeddings(
+        model, clean, shifted, layer, max_images=max_images, seed=seed,
+        device=device, batch_size=batch_size, num_workers=num_workers, progress=progress,
+    )
+    return _cka_score(e)
+
+
+def baseline_scores(
+    model: nn.Module,
+    original,
+    shifted,
+    layer: str,
+    *,
+    metrics=("accuracy_drop", "mmd", "frechet"),
+    bandwidth: float | None = None,
+    eps: float = 0.0,
+    max_images: int | None = DEFAULT_MAX_IMAGES,
+    seed: int = 0,
+    device=None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> dict[str, ShiftScore]:
+    """Several baselines from ONE forward pass over each dataset.
+
+    Parameters
+    ----------
+    model, original, shifted, layer
+        As in :func:`resque.resque_dist`.
+    metrics : sequence of str, default ("accuracy_drop", "mmd", "frechet")
+        Any of :data:`METRICS`; add ``"cka"`` for paired data.
+    bandwidth, eps
+        See :func:`mmd` and :func:`frechet`.
+    max_images, seed, device, batch_size, num_workers, progress
+        As in :func:`shift_embeddings`.
+
+    Returns
+    -------
+    dict[str, ShiftScore]
+        In the order of `metrics`; the same values as the single-metric functions.
+    """
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise InvalidParameterError("metrics", unknown[0] if unknown else metrics, METRICS)
+    e = shift_embeddings(
+        model, original, shifted, layer, max_images=max_images, seed=seed,
+        device=device, batch_size=batch_size, num_workers=num_workers, progress=progress,
+    )
+    compute = {
+        "accuracy_drop": lambda: _accuracy_score(e),
+        "mmd": lambda: _mmd_score(e, bandwidth),
+        "frechet": lambda: _frechet_score(e, eps),
+        "cka": lambda: _cka_score(e),
+    }
+    return {m: compute[m]() for m in metrics}

@@ -8,6 +8,7 @@ existing model; plus the datasets, models and shifts the study feeds them with.
 from .checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
 from .datasets import DATASETS, LabelledImages, ToModelInput, data_root, list_datasets, load_dataset, to_model_input
 from .derived_tasks import TASKS, TaskSpec, derive_task, get_task, list_tasks, load_task
+from .forecast import CostForecast, ForecastError, fit_forecast, forecast
 from .energy import NvmlEnergyReader, carbon_intensity
 from .dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
 from .errors import (
@@ -97,6 +98,11 @@ __all__ = [
     "carbon_intensity",
     "RunRecord",
     "load_record",
+    # beyond the paper: a cost forecast (baselines: resque.baselines_dist, resque.baselines_task)
+    "forecast",
+    "fit_forecast",
+    "CostForecast",
+    "ForecastError",
     # errors
     "ResqueError",
     "InvalidParameterError",

@@ -83,6 +83,18 @@ def _add_book(commands: argparse._SubParsersAction) -> None:
     build.set_defaults(func=book_command)
 
 
+def _add_forecast(commands: argparse._SubParsersAction) -> None:
+    from .forecast import add_forecast_arguments, forecast_command
+
+    forecast = commands.add_parser(
+        "forecast", help="predict the cost of retraining a model on new data",
+        description="Compute RESQUE_dist of new data for a model and predict the epochs, energy (kWh) and "
+                    "carbon (kg CO2-eq) of retraining, with prediction intervals, from a study's runs.",
+    )
+    add_forecast_arguments(forecast)
+    forecast.set_defaults(func=forecast_command)
+
+
 def _cmd_study_list(args: argparse.Namespace) -> int:
     from .study.profiles import expand, list_profiles, load_profile
 
@@ -140,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_study(commands)
     _add_book(commands)
+    _add_forecast(commands)
     return parser
 
 

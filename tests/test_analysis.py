@@ -406,3 +406,35 @@ def test_analysis_notebook_executes_on_a_synthetic_study(tmp_path):
     text = json.dumps(executed)
     assert "Over 4 shift runs" in text and "image/png" in text
     assert '"output_type": "error"' not in text
+
+
+# --------------------------------------------------------------------------- which predictor is best?
+
+
+def test_pairwise_accuracy_counts_agreeing_pairs():
+    assert analysis.pairwise_accuracy([1, 2, 3], [10, 20, 30]) == 1.0
+    assert analysis.pairwise_accuracy([3, 2, 1], [10, 20, 30]) == 0.0
+    # pairs: (a,b) right, (a,c) right, (b,c) wrong -> 2/3
+    assert analysis.pairwise_accuracy([1, 3, 2], [1, 2, 3]) == pytest.approx(2 / 3)
+    assert analysis.pairwise_accuracy([1, 1], [1, 2]) == 0.5  # a tied prediction is half right
+    assert np.isnan(analysis.pairwise_accuracy([1, 2], [5, 5]))  # nothing to decide
+
+
+def test_rank_predictors_orients_similarity_scores_and_ranks():
+    rng = np.random.default_rng(0)
+    cost = np.arange(20, dtype=float)
+    frame = synthetic_frame(cost + rng.normal(0, 5, 20), cost)
+    frame["cka"] = 1.0 - cost / 100.0  # a similarity that falls exactly as cost rises: perfect once turned
+    frame["mmd"] = rng.normal(size=20)  # unrelated
+    ranking = analysis.rank_predictors(frame, "shift", measures=["epochs"], n_boot=200)
+    assert set(ranking["predictor"]) == {"resque_dist", "cka", "mmd"}
+    best = analysis.best_predictors(ranking)
+    assert best.iloc[0]["label"] == "Linear CKA (paired)"
+    assert best.iloc[0]["spearman_rho"] == pytest.approx(1.0)
+    assert best.iloc[0]["pairwise_accuracy"] == pytest.approx(1.0)
+    assert ranking.set_index("predictor").loc["mmd", "rank"] == 3
+
+
+def test_rank_predictors_without_runs_is_empty():
+    frame = synthetic_frame([1.0, 2.0], [1.0, 2.0])
+    assert analysis.rank_predictors(frame, "task", measures=["epochs"], n_boot=0).empty

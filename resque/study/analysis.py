@@ -947,3 +947,99 @@ def plot_vs_intensity(frame: pd.DataFrame, estimator: str = "resque_dist",
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
     _legend(fig, families, palette)
     return fig
+
+
+# --------------------------------------------------------------------------- which predictor is best?
+
+#: Predictors of retraining cost stored with each run, and the sign that makes
+#: "higher = more retraining predicted" (transferability scores and CKA say
+#: "higher = easier", so they enter with -1).
+SHIFT_PREDICTORS: dict[str, int] = {
+    "resque_dist": 1, "resque_dist_paired": 1, "accuracy_drop": 1, "mmd": 1, "frechet": 1, "cka": -1,
+}
+TASK_PREDICTORS: dict[str, int] = {
+    "resque_task": 1, "resque_task_mean_kmeanspp": 1, "resque_task_flatten_centroids": 1,
+    "resque_task_flatten_kmeanspp": 1, "logme": -1, "leep": -1, "nce": -1, "h_score": -1, "gbc": -1,
+    "knn_accuracy": -1, "linear_probe_accuracy": -1,
+}
+PREDICTOR_LABELS = {
+    **ESTIMATOR_LABELS,
+    "mmd": "MMD (RBF, median heuristic)", "frechet": "Fréchet distance", "cka": "Linear CKA (paired)",
+    "logme": "LogME", "leep": "LEEP", "nce": "NCE", "h_score": "H-score", "gbc": "GBC",
+    "knn_accuracy": "k-NN accuracy", "linear_probe_accuracy": "Linear-probe accuracy",
+}
+
+
+def pairwise_accuracy(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Share of run pairs that `predicted` orders as `measured` does ("which retraining is cheaper?").
+
+    Pairs whose measured costs tie are left out (there is nothing to decide);
+    a tie in the prediction counts as half right. NaN when no pair differs.
+    """
+    x = np.asarray(predicted, dtype=float)
+    y = np.asarray(measured, dtype=float)
+    dx = np.sign(x[:, None] - x[None, :])
+    dy = np.sign(y[:, None] - y[None, :])
+    upper = np.triu(np.ones_like(dy, dtype=bool), k=1) & (dy != 0)
+    if not upper.any():
+        return float("nan")
+    agree = (dx[upper] == dy[upper]).sum() + 0.5 * (dx[upper] == 0).sum()
+    return float(agree / upper.sum())
+
+
+def rank_predictors(
+    frame: pd.DataFrame,
+    kind: str = "shift",
+    measures: Iterable[str] = ("epochs", "param_change_from_start", "train_flops", "energy_kwh"),
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every stored predictor against every cost measure, pooled, best first per measure.
+
+    Each predictor is first oriented by :data:`SHIFT_PREDICTORS` /
+    :data:`TASK_PREDICTORS` so that higher always means "more retraining
+    predicted"; then Spearman, Kendall and Pearson with bootstrap intervals
+    (:func:`correlations`) and :func:`pairwise_accuracy` are computed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (measure, predictor): n, the three correlations with their
+        intervals, pairwise accuracy, and ``rank`` (1 = highest Spearman rho
+        for that measure). Predictors absent from the runs are left out.
+    """
+    signs = SHIFT_PREDICTORS if kind == "shift" else TASK_PREDICTORS
+    runs = frame[frame["kind"] == kind].copy()
+    present = [name for name in signs if name in runs and runs[name].notna().sum() >= 3]
+    if runs.empty or not present:
+        return pd.DataFrame(columns=["measure", "predictor", "label", "n", "spearman_rho", "rank"])
+    oriented = runs.copy()
+    for name in present:
+        oriented[name] = signs[name] * runs[name]
+    measures = [m for m in measures if m in runs]
+    corr = correlations(oriented, present, measures, by=None, n_boot=n_boot, seed=seed)
+    corr = corr[corr["group"] == "pooled"].copy()
+    corr["predictor"] = corr["estimator"]
+    corr["label"] = [PREDICTOR_LABELS.get(p, p) for p in corr["predictor"]]
+    corr["pairwise_accuracy"] = [
+        pairwise_accuracy(*_finite_pair(oriented, p, m)) for p, m in zip(corr["predictor"], corr["measure"])
+    ]
+    corr["rank"] = corr.groupby("measure")["spearman_rho"].rank(ascending=False, method="min")
+    keep = ["measure", "predictor", "label", "n", "spearman_rho", "spearman_low", "spearman_high",
+            "kendall_tau", "kendall_low", "kendall_high", "pearson_r", "pearson_low", "pearson_high",
+            "pairwise_accuracy", "rank"]
+    return corr[keep].sort_values(["measure", "rank"]).reset_index(drop=True)
+
+
+def _finite_pair(frame: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
+    both = frame[[x, y]].astype(float).dropna()
+    return both[x].to_numpy(), both[y].to_numpy()
+
+
+def best_predictors(ranking: pd.DataFrame) -> pd.DataFrame:
+    """The winner per measure (highest Spearman rho), with its interval and pairwise accuracy."""
+    if ranking.empty:
+        return ranking
+    best = ranking[ranking["rank"] == 1].drop_duplicates("measure")
+    return best[["measure", "label", "n", "spearman_rho", "spearman_low", "spearman_high", "pairwise_accuracy"]]

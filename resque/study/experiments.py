@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..baselines_dist import baseline_scores
+from ..baselines_task import task_scores
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..datasets import load_dataset
 from ..derived_tasks import get_task, load_task
@@ -220,6 +222,14 @@ def run_shift(
     }
     if paired is not None:
         estimators["resque_dist_paired"] = float(paired)
+    # Competing predictors, on the same data (see resque.baselines_dist for each sign).
+    unpaired_scores = baseline_scores(source, data.original, shifted, layer, metrics=("mmd", "frechet"),
+                                      seed=seed, progress=progress)
+    estimators.update({name: float(score) for name, score in unpaired_scores.items()})
+    if profile.paired:
+        paired_scores = baseline_scores(source, data.shifted_base, shifted, layer, metrics=("cka",),
+                                        seed=seed, progress=progress)
+        estimators["cka"] = float(paired_scores["cka"])
 
     fit, val = validation_split(shifted_tensors.labels, VALIDATION_FRACTION, seed=seed)
     train_set = TensorData(shifted_tensors.images[fit], shifted_tensors.labels[fit])
@@ -285,6 +295,8 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
     estimators = {"resque_task": float(variants[("mean", "centroids")])}
     for (pool, init), result in variants.items():
         estimators[f"resque_task_{pool}_{INIT_KEYS[init]}"] = float(result)
+    # Transferability scores on the same data ("higher = easier", see resque.baselines_task).
+    estimators.update(task_scores(source, train, default_layer(source), seed=seed, progress=progress))
 
     tensors = as_tensors(train, "task data")
     fit, val = validation_split(tensors.labels, VALIDATION_FRACTION, seed=seed)

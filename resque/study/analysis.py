@@ -992,44 +992,49 @@ def rank_predictors(
     kind: str = "shift",
     measures: Iterable[str] = ("epochs", "param_change_from_start", "train_flops", "energy_kwh"),
     *,
+    by: str | None = None,
     n_boot: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Every stored predictor against every cost measure, pooled, best first per measure.
+    """Every stored predictor against every cost measure, best first per measure (and group).
 
     Each predictor is first oriented by :data:`SHIFT_PREDICTORS` /
     :data:`TASK_PREDICTORS` so that higher always means "more retraining
     predicted"; then Spearman, Kendall and Pearson with bootstrap intervals
     (:func:`correlations`) and :func:`pairwise_accuracy` are computed.
 
+    `by` (e.g. ``"family"``) ranks within each group as well as pooled.
+
     Returns
     -------
     pandas.DataFrame
-        One row per (measure, predictor): n, the three correlations with their
-        intervals, pairwise accuracy, and ``rank`` (1 = highest Spearman rho
-        for that measure). Predictors absent from the runs are left out.
+        One row per (group, measure, predictor): n, the three correlations
+        with their intervals, pairwise accuracy, and ``rank`` (1 = highest
+        Spearman rho for that group and measure). Predictors absent from the
+        runs are left out.
     """
     signs = SHIFT_PREDICTORS if kind == "shift" else TASK_PREDICTORS
     runs = frame[frame["kind"] == kind].copy()
     present = [name for name in signs if name in runs and runs[name].notna().sum() >= 3]
     if runs.empty or not present:
-        return pd.DataFrame(columns=["measure", "predictor", "label", "n", "spearman_rho", "rank"])
+        return pd.DataFrame(columns=["group", "measure", "predictor", "label", "n", "spearman_rho", "rank"])
     oriented = runs.copy()
     for name in present:
         oriented[name] = signs[name] * runs[name]
     measures = [m for m in measures if m in runs]
-    corr = correlations(oriented, present, measures, by=None, n_boot=n_boot, seed=seed)
-    corr = corr[corr["group"] == "pooled"].copy()
+    corr = correlations(oriented, present, measures, by=by, n_boot=n_boot, seed=seed).copy()
     corr["predictor"] = corr["estimator"]
     corr["label"] = [PREDICTOR_LABELS.get(p, p) for p in corr["predictor"]]
+    members = {g: oriented if g == "pooled" else oriented[oriented[by] == g] for g in corr["group"].unique()}
     corr["pairwise_accuracy"] = [
-        pairwise_accuracy(*_finite_pair(oriented, p, m)) for p, m in zip(corr["predictor"], corr["measure"])
+        pairwise_accuracy(*_finite_pair(members[g], p, m))
+        for g, p, m in zip(corr["group"], corr["predictor"], corr["measure"])
     ]
-    corr["rank"] = corr.groupby("measure")["spearman_rho"].rank(ascending=False, method="min")
-    keep = ["measure", "predictor", "label", "n", "spearman_rho", "spearman_low", "spearman_high",
+    corr["rank"] = corr.groupby(["group", "measure"])["spearman_rho"].rank(ascending=False, method="min")
+    keep = ["group", "measure", "predictor", "label", "n", "spearman_rho", "spearman_low", "spearman_high",
             "kendall_tau", "kendall_low", "kendall_high", "pearson_r", "pearson_low", "pearson_high",
             "pairwise_accuracy", "rank"]
-    return corr[keep].sort_values(["measure", "rank"]).reset_index(drop=True)
+    return corr[keep].sort_values(["group", "measure", "rank"]).reset_index(drop=True)
 
 
 def _finite_pair(frame: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
@@ -1037,9 +1042,32 @@ def _finite_pair(frame: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.nd
     return both[x].to_numpy(), both[y].to_numpy()
 
 
-def best_predictors(ranking: pd.DataFrame) -> pd.DataFrame:
-    """The winner per measure (highest Spearman rho), with its interval and pairwise accuracy."""
+def best_predictors(ranking: pd.DataFrame, group: str = "pooled") -> pd.DataFrame:
+    """The winner per measure in `group` (highest Spearman rho), with its interval and pairwise accuracy."""
     if ranking.empty:
         return ranking
-    best = ranking[ranking["rank"] == 1].drop_duplicates("measure")
-    return best[["measure", "label", "n", "spearman_rho", "spearman_low", "spearman_high", "pairwise_accuracy"]]
+    rows = ranking[(ranking["group"] == group) & (ranking["rank"] == 1)].drop_duplicates("measure")
+    return rows[["measure", "label", "n", "spearman_rho", "spearman_low", "spearman_high", "pairwise_accuracy"]]
+
+
+def winner_sentences(ranking: pd.DataFrame, what: str) -> str:
+    """One plain sentence per measure naming the pooled winner and how far it stands from the rest."""
+    if ranking.empty:
+        return f"For {what}, too few runs carry these predictors to rank them."
+    lines = []
+    pooled = ranking[ranking["group"] == "pooled"]
+    for measure, rows in pooled.groupby("measure", sort=False):
+        rows = rows.dropna(subset=["spearman_rho"]).sort_values("rank")
+        if rows.empty:
+            continue
+        top = rows.iloc[0]
+        text = (f"- **{label_of(measure)}**: {top['label']} ranks first, Spearman ρ = {top['spearman_rho']:.2f} "
+                f"[{top['spearman_low']:.2f}, {top['spearman_high']:.2f}], pairwise accuracy "
+                f"{top['pairwise_accuracy']:.2f}")
+        if len(rows) > 1:
+            second = rows.iloc[1]
+            overlap = second["spearman_high"] >= top["spearman_low"]
+            text += (f"; next is {second['label']} at {second['spearman_rho']:.2f}"
+                     + (" — the intervals overlap, so the order is not settled." if overlap else "."))
+        lines.append(text)
+    return f"For {what} ({int(pooled['n'].max())} runs pooled):\n\n" + "\n".join(lines)

@@ -24,7 +24,7 @@ SMOKE = Path(resque.study.profiles.PROFILE_DIR) / "smoke.yaml"
 
 
 @needs_jupyter_book
-def test_smoke_study_end_to_end(tmp_path, monkeypatch):
+def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
     # The shipped smoke grid plus one experiment that must fail here: MNIST is not
     # on this machine and the profile forbids downloads.
     profile_path = tmp_path / "smoke_and_a_failure.yaml"
@@ -62,6 +62,20 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch):
     assert index.exists() and not broken_local_links(html)
     pages = {p.relative_to(html).as_posix() for p in html.rglob("*.html")}
     assert any("shift-frost-0.3-seed0" in p for p in pages) and any("analysis" in p for p in pages)
+
+    # The forecast from the smoke study's own source model and runs: too few runs by
+    # default (3 < 5) is said plainly; with a lower bar it prints the four numbers.
+    from resque.cli import main as cli
+
+    forecast_args = ["forecast", "--checkpoint", str(results.source_model(0)),
+                     "--fingerprint", str(results.source_fingerprint(0)), "--data", "fashion_mnist",
+                     "--shift", "gaussian_noise", "--intensity", "0.1", "--n-per-class", "20",
+                     "--calibration", str(results.root)]
+    assert cli(forecast_args) == 2
+    assert "at least min_runs=5" in capsys.readouterr().err
+    assert cli(forecast_args + ["--min-runs", "3", "--include-censored"]) == 0
+    printed = capsys.readouterr().out
+    assert all(word in printed for word in ("RESQUE_dist", "epochs", "kWh", "CO2"))
 
     again = run_study(profile_path, results.root, progress=False)  # local executor
     assert again.done == [] and list(again.failed) == ["task-mnist-seed0"]

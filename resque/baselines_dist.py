@@ -18,7 +18,6 @@ device the forward pass ran on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -27,13 +26,7 @@ import torch
 from scipy.spatial.distance import cdist, pdist
 from torch import nn
 
-from .embedding import (
-    _inference_mode,
-    _split_batch,
-    as_loader,
-    find_layer,
-    model_device,
-)
+from .embedding import model_outputs  # the shared forward pass (re-exported here)
 from .errors import DataError, DegenerateEmbeddingError, InvalidParameterError
 from .functional import pool_embedding
 
@@ -78,87 +71,6 @@ DEFAULT_MAX_IMAGES = 2000
 # --------------------------------------------------------------------------------------------
 # Collection: one forward pass per dataset, capturing a layer and the model's output
 # --------------------------------------------------------------------------------------------
-
-
-def model_outputs(
-    model: nn.Module,
-    data,
-    layer: str | None = None,
-    *,
-    name: str = "data",
-    device: str | torch.device | None = None,
-    batch_size: int | None = None,
-    num_workers: int = 0,
-    progress: bool = True,
-) -> Iterator[tuple[torch.Tensor | None, object, torch.Tensor]]:
-    """Yield ``(layer_output, model_output, labels)`` per batch of one forward pass.
-
-    The same pass as :func:`resque.embedding.layer_outputs` (same validation of
-    batches, ``eval()`` and no gradients, mode and device restored afterwards),
-    but the model's own output (usually ``(B, K)`` logits) is yielded as well.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    data : Dataset or DataLoader yielding ``(image, label)``
-    layer : str, optional
-        Name from ``model.named_modules()`` whose output is captured; ``None``
-        captures no layer (the first item is then ``None``).
-    name, device, batch_size, num_workers, progress
-        As in :func:`resque.embedding.layer_outputs`.
-
-    Yields
-    ------
-    (layer_output, model_output, labels)
-        The raw layer output (or ``None``), whatever ``model(images)`` returned,
-        and the ``(B,)`` int64 labels, all on `device`.
-    """
-    from tqdm.auto import tqdm
-
-    target = find_layer(model, layer) if layer is not None else None
-    device = torch.device(device) if device is not None else model_device(model)
-    loader = as_loader(data, name, batch_size, num_workers, pin_memory=device.type == "cuda")
-    captured: list = []
-    handle = target.register_forward_hook(lambda m, i, o: captured.append(o)) if target is not None else None
-    seen = 0
-    try:
-        with _inference_mode(model, device):
-            try:
-                total = len(loader)
-            except TypeError:  # an IterableDataset without __len__
-                total = None
-            bar = tqdm(loader, total=total, desc=f"baseline {name}", unit="batch", disable=not progress, leave=False)
-            for batch in bar:
-                images, labels = _split_batch(batch, name)
-                if images.is_floating_point() and not bool(torch.isfinite(images).all()):
-                    raise DataError(
-                        f"`{name}` contains images with NaN or Inf values (in the batch after "
-                        f"{seen} images); clean or drop them before scoring."
-                    )
-                images = images.to(device, non_blocking=True)
-                labels = labels.to(device=device, dtype=torch.long, non_blocking=True)
-                captured.clear()
-                output = model(images)
-                layer_output = None
-                if target is not None:
-                    if len(captured) != 1:
-                        raise DataError(
-                            f"Layer {layer!r} ran {len(captured)} times in one forward pass; a baseline "
-                            "needs a layer that runs exactly once per image. Choose another layer."
-                        )
-                    layer_output = captured[0]
-                    if not isinstance(layer_output, torch.Tensor):
-                        raise DataError(
-                            f"Layer {layer!r} returns a {type(layer_output).__name__}, not a tensor; choose "
-                            "a layer whose output is a tensor (e.g. a submodule of it)."
-                        )
-                seen += images.shape[0]
-                yield layer_output, output, labels
-    finally:
-        if handle is not None:
-            handle.remove()
-    if seen == 0:
-        raise DataError(f"`{name}` is empty (0 images); a baseline needs labelled images.")
 
 
 def _as_logits(output, n: int) -> torch.Tensor | None:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .embedding import layer_outputs
+from .embedding import model_outputs
 from .errors import DataError, InvalidParameterError
 from .functional import pool_embedding
 
@@ -483,15 +483,11 @@ def _limit(data, max_images, seed):
 
 def _collect_with_logits(model, data, layer, max_images, options):
     """One pass: mean-pooled embedding of `layer` and the model's output logits, on the CPU."""
-    logits_seen: list = []
-    handle = model.register_forward_hook(lambda module, inputs, output: logits_seen.append(output))
     embeddings, logits, labels = [], [], []
     kept = 0
-    outputs = layer_outputs(model, data, layer, name="data", **options)
+    outputs = model_outputs(model, data, layer, name="data", **options)
     try:
-        for output, batch_labels in outputs:
-            final = logits_seen[-1]
-            logits_seen.clear()
+        for output, final, batch_labels in outputs:
             if not isinstance(final, torch.Tensor) or final.ndim != 2:
                 raise DataError(
                     "LEEP and NCE need the model to return (B, Z) source-class logits; it returned "
@@ -507,7 +503,6 @@ def _collect_with_logits(model, data, layer, max_images, options):
                 break
     finally:
         outputs.close()
-        handle.remove()
     return torch.cat(embeddings).numpy(), torch.cat(logits), torch.cat(labels).numpy()
 
 

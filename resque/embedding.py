@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .errors import DataError, InvalidParameterError, LayerNotFoundError
 
-__all__ = ["find_layer", "as_loader", "model_device", "layer_outputs", "DEFAULT_BATCH_SIZE"]
+__all__ = ["find_layer", "as_loader", "model_device", "layer_outputs", "model_outputs", "DEFAULT_BATCH_SIZE"]
 
 #: Batch size used when a ``Dataset`` (not a ``DataLoader``) is passed.
 DEFAULT_BATCH_SIZE = 256
@@ -172,13 +172,45 @@ def layer_outputs(
     (output, labels) : the raw layer output for the batch (on `device`) and the
         ``(B,)`` int64 labels on the same device.
     """
+    for output, _, labels in model_outputs(
+        model, data, layer, name=name, device=device, batch_size=batch_size, num_workers=num_workers,
+        progress=progress,
+    ):
+        yield output, labels
+
+
+def model_outputs(
+    model: nn.Module,
+    data,
+    layer: str | None = None,
+    *,
+    name: str = "data",
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Iterator[tuple[torch.Tensor | None, object, torch.Tensor]]:
+    """Yield ``(layer_output, model_output, labels)`` per batch of one forward pass.
+
+    The one forward pass every estimator and baseline shares: batches are
+    validated (integer labels, finite images), the model runs in ``eval()``
+    mode without gradients on `device`, and its mode and device come back
+    afterwards. Parameters as in :func:`layer_outputs`; `layer` may be None to
+    capture no layer (the first item is then None).
+
+    Yields
+    ------
+    (layer_output, model_output, labels)
+        The raw layer output (or None), whatever ``model(images)`` returned,
+        and the ``(B,)`` int64 labels, all on `device`.
+    """
     from tqdm.auto import tqdm
 
-    target = find_layer(model, layer)
+    target = find_layer(model, layer) if layer is not None else None
     device = torch.device(device) if device is not None else model_device(model)
     loader = as_loader(data, name, batch_size, num_workers, pin_memory=device.type == "cuda")
     captured: list = []
-    handle = target.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    handle = target.register_forward_hook(lambda m, i, o: captured.append(o)) if target is not None else None
     seen = 0
     try:
         with _inference_mode(model, device):
@@ -197,21 +229,24 @@ def layer_outputs(
                 images = images.to(device, non_blocking=True)
                 labels = labels.to(device=device, dtype=torch.long, non_blocking=True)
                 captured.clear()
-                model(images)
-                if len(captured) != 1:
-                    raise DataError(
-                        f"Layer {layer!r} ran {len(captured)} times in one forward pass; RESQUE needs "
-                        "a layer that runs exactly once per image. Choose another layer."
-                    )
-                output = captured[0]
-                if not isinstance(output, torch.Tensor):
-                    raise DataError(
-                        f"Layer {layer!r} returns a {type(output).__name__}, not a tensor; choose a "
-                        "layer whose output is a tensor (e.g. a submodule of it)."
-                    )
+                model_output = model(images)
+                layer_output = None
+                if target is not None:
+                    if len(captured) != 1:
+                        raise DataError(
+                            f"Layer {layer!r} ran {len(captured)} times in one forward pass; RESQUE and the "
+                            "baselines need a layer that runs exactly once per image. Choose another layer."
+                        )
+                    layer_output = captured[0]
+                    if not isinstance(layer_output, torch.Tensor):
+                        raise DataError(
+                            f"Layer {layer!r} returns a {type(layer_output).__name__}, not a tensor; choose a "
+                            "layer whose output is a tensor (e.g. a submodule of it)."
+                        )
                 seen += images.shape[0]
-                yield output, labels
+                yield layer_output, model_output, labels
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
     if seen == 0:
         raise DataError(f"`{name}` is empty (0 images); RESQUE needs labelled images.")

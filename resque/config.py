@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from .errors import InvalidParameterError
 
-__all__ = ["from_dict", "to_dict"]
+__all__ = ["from_dict"]
 
 T = TypeVar("T")
 
@@ -31,7 +31,3 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, *, name: str | None =
         )
     return cls(**values)
 
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a dataclass config."""
-    return dataclasses.asdict(config)

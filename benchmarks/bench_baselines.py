@@ -26,12 +26,12 @@ import time
 import torch
 
 import resque
-from resque import baselines_dist as bd
-from resque import baselines_task as bt
-from resque.functional import class_angles
+from resque.predictors import shift as bd
+from resque.predictors import transfer as bt
+from resque.index.functional import class_angles
 from resque.study.experiments import study_data
-from resque.task import task_from_embeddings
-from resque.training import as_tensors
+from resque.index.task import task_from_embeddings
+from resque.cost.training import as_tensors
 
 
 def median_time(fn, repeats: int) -> float:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from resque.tracking import CostTracker
+from resque.cost.tracking import CostTracker
 
 VARIANTS = {
     "off": None,
@@ -124,8 +124,8 @@ def run(variant: str, initial: nn.Module, train, val, epochs: int, country: str)
 
 def direct_costs(initial: nn.Module, train, country: str, calls: int = 200) -> dict[str, float]:
     """Seconds per call of each measure, timed in isolation (many calls, best of three batches)."""
-    from resque.energy import EnergyMeter
-    from resque.tracking import global_grad_norm, parameter_change, training_step_flops
+    from resque.cost.energy import EnergyMeter
+    from resque.cost.tracking import global_grad_norm, parameter_change, training_step_flops
 
     model = copy.deepcopy(initial).train()
     x, y = train[0]

@@ -5,12 +5,12 @@ shift and RESQUE_task for a task change, each from one forward pass of the
 existing model; plus the datasets, models and shifts the study feeds them with.
 """
 
-from .checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
-from .datasets import DATASETS, LabelledImages, ToModelInput, data_root, list_datasets, load_dataset, to_model_input
-from .derived_tasks import TASKS, TaskSpec, derive_task, get_task, list_tasks, load_task
+from .models.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+from .data.datasets import DATASETS, LabelledImages, ToModelInput, data_root, list_datasets, load_dataset, to_model_input
+from .data.tasks import TASKS, TaskSpec, derive_task, get_task, list_tasks, load_task
 from .forecast import CostForecast, ForecastError, fit_forecast, forecast
-from .energy import NvmlEnergyReader, carbon_intensity
-from .dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
+from .cost.energy import NvmlEnergyReader, carbon_intensity
+from .index.dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
 from .errors import (
     CheckpointError,
     ClassMismatchError,
@@ -22,14 +22,14 @@ from .errors import (
     ResqueError,
     TrackingStateError,
 )
-from .models import MODELS, create_model, default_layer, head_name, input_shape, list_models, replace_head
-from .runs import retrain_shift, retrain_task, run_training, train_from_scratch
-from .shifts import SHIFTS, ShiftedDataset, ShiftFamily, apply_shift, create_shift, list_shifts, recommended_grid
-from .splits import ProtocolSplit, protocol_split, subsample_per_class, subset, validation_split
-from .records import RecordError, RunRecord, load_record
-from .task import TaskResult, resque_task, resque_task_variants
-from .tracking import CostTracker, EpochCosts, TrainingCosts
-from .training import TrainConfig, TrainResult, evaluate, retrain_for_task, train
+from .models.zoo import MODELS, create_model, default_layer, head_name, input_shape, list_models, replace_head
+from .cost.runs import retrain_shift, retrain_task, run_training, train_from_scratch
+from .data.shifts import SHIFTS, ShiftedDataset, ShiftFamily, apply_shift, create_shift, list_shifts, recommended_grid
+from .data.splits import ProtocolSplit, protocol_split, subsample_per_class, subset, validation_split
+from .cost.records import RecordError, RunRecord, load_record
+from .index.task import TaskResult, resque_task, resque_task_variants
+from .cost.tracking import CostTracker, EpochCosts, TrainingCosts
+from .cost.training import TrainConfig, TrainResult, evaluate, retrain_for_task, train
 
 __version__ = "0.1.0"
 
@@ -98,7 +98,7 @@ __all__ = [
     "carbon_intensity",
     "RunRecord",
     "load_record",
-    # beyond the paper: a cost forecast (baselines: resque.baselines_dist, resque.baselines_task)
+    # beyond the paper: a cost forecast (baselines: resque.predictors.shift, resque.predictors.transfer)
     "forecast",
     "fit_forecast",
     "CostForecast",

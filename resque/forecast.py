@@ -415,7 +415,7 @@ def _check_level(level: float) -> float:
 
 def _as_frame(records_or_frame) -> pd.DataFrame:
     """The :func:`load_records` frame of a results folder, a list of records, or the frame itself."""
-    from .records import RunRecord
+    from .cost.records import RunRecord
     from .study.analysis import load_records, resolve_results_dir
 
     if isinstance(records_or_frame, pd.DataFrame):
@@ -772,8 +772,8 @@ def forecast(
             "exactly one of them", "Pass the model's original data or its fingerprint (a ClassSums or its file).",
         )
     model_fit = fit_forecast(calibration, "resque_dist", measures, "shift", min_runs, exclude_censored, level)
-    from .dist import ClassSums, load_fingerprint, resque_dist
-    from .models import default_layer
+    from .index.dist import ClassSums, load_fingerprint, resque_dist
+    from .models.zoo import default_layer
 
     if layer is None:
         layer = default_layer(model)
@@ -818,10 +818,10 @@ def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _new_data(args: argparse.Namespace, model):
     """The dataset named or found at ``--data``, subsampled and shifted as asked."""
-    from .datasets import ToModelInput, load_dataset
-    from .models import input_shape
-    from .shifts import ShiftedDataset
-    from .splits import subsample_per_class, subset
+    from .data.datasets import ToModelInput, load_dataset
+    from .models.zoo import input_shape
+    from .data.shifts import ShiftedDataset
+    from .data.splits import subsample_per_class, subset
 
     channels, size, _ = input_shape(model)
     if Path(args.data).is_dir():
@@ -843,7 +843,7 @@ def _new_data(args: argparse.Namespace, model):
 
 def forecast_command(args: argparse.Namespace) -> int:
     """``resque forecast``: print RESQUE_dist of the new data and the forecast; return the exit status."""
-    from .checkpoint import load_checkpoint
+    from .models.checkpoint import load_checkpoint
 
     # Calibration first: too few runs should fail in a second, not after a forward pass.
     fit_forecast(args.calibration, "resque_dist", DEFAULT_MEASURES, "shift", args.min_runs,

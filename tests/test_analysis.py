@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 from resque.errors import InvalidParameterError
-from resque.records import RunRecord
+from resque.cost.records import RunRecord
 from resque.study import analysis
 from resque.study.analysis import (
     MEASURES,

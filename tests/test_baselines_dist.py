@@ -10,7 +10,7 @@ from scipy.stats import ortho_group
 from torch.utils.data import TensorDataset
 from toy import patterned_images, reference_embeddings, toy_cnn, with_gaussian_noise
 
-from resque import baselines_dist as bd
+from resque.predictors import shift as bd
 from resque.errors import DataError, DegenerateEmbeddingError, InvalidParameterError
 
 

@@ -9,7 +9,7 @@ from scipy.optimize import minimize
 from torch.utils.data import TensorDataset
 from toy import patterned_images, toy_cnn
 
-from resque import baselines_task as bt
+from resque.predictors import transfer as bt
 from resque.errors import DataError, InvalidParameterError
 
 

@@ -23,7 +23,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")  # the book's tools: the `book` extra (jupyter-book, matplotlib)
 pytest.importorskip("matplotlib")
 
-from resque.records import RunRecord
+from resque.cost.records import RunRecord
 from resque.study import book
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Datasets, derived tasks and splits (resque.datasets, resque.derived_tasks, resque.splits).
+"""Datasets, derived tasks and splits (resque.data.datasets, resque.data.tasks, resque.data.splits).
 
 The network is blocked for every test here: online datasets are exercised
 through stand-ins for the torchvision classes that hand out images of the
@@ -20,8 +20,8 @@ import torchvision.datasets
 from PIL import Image
 from torch.utils.data import ConcatDataset, Subset
 
-from resque import datasets as ds
-from resque.datasets import (
+from resque.data import datasets as ds
+from resque.data.datasets import (
     DATASETS,
     LabelledImages,
     ToModelInput,
@@ -31,9 +31,9 @@ from resque.datasets import (
     prepare_fashion_mnist,
     to_model_input,
 )
-from resque.derived_tasks import TaskSpec, derive_task, get_task, list_tasks, load_task, task_labels
+from resque.data.tasks import TaskSpec, derive_task, get_task, list_tasks, load_task, task_labels
 from resque.errors import DataError, InvalidParameterError
-from resque.splits import (
+from resque.data.splits import (
     protocol_split,
     stratified_partition,
     subsample_per_class,

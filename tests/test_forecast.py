@@ -23,7 +23,7 @@ from resque.forecast import (
     ols_fit,
     plot_predicted_vs_measured,
 )
-from resque.records import RunRecord
+from resque.cost.records import RunRecord
 
 INTERCEPT, SLOPE, NOISE = 2.0, 30.0, 1.0
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

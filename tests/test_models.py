@@ -15,8 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from resque.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config, save_checkpoint
-from resque.dist import resque_dist
+from resque.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config, save_checkpoint
+from resque.index.dist import resque_dist
 from resque.errors import InvalidParameterError, ResqueError
 from resque.models import (
     create_model,

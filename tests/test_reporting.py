@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from resque import DistResult, InvalidParameterError, TaskResult
-from resque.records import RunRecord
+from resque.cost.records import RunRecord
 from resque.study import plots, reporting
 
 

@@ -5,7 +5,7 @@ literals, and a complete record under ``records/<run_id>.json`` with the
 run_id derived from the parameters the way :func:`expand` names it. They
 write the record JSON directly rather than import resque, which would cost
 seconds of torch import per kernel; the tests read the records back with
-:func:`resque.records.load_record` to show the two agree. Every notebook
+:func:`resque.cost.records.load_record` to show the two agree. Every notebook
 appends its run_id to ``order.log`` so the tests can check the order.
 """
 
@@ -21,7 +21,7 @@ pytest.importorskip("papermill")
 nbformat = pytest.importorskip("nbformat")
 
 from resque.cli import main  # noqa: E402
-from resque.records import load_record  # noqa: E402
+from resque.cost.records import load_record  # noqa: E402
 from resque.study.experiments import ResultsDir  # noqa: E402
 from resque.study.profiles import expand, list_profiles, load_profile  # noqa: E402
 from resque.study.runner import StudySummary, run_study  # noqa: E402

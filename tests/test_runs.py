@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import resque
-from resque.records import SCHEMA
-from resque.runs import retrain_shift, retrain_task, run_training, train_from_scratch
-from resque.training import TrainConfig
+from resque.cost.records import SCHEMA
+from resque.cost.runs import retrain_shift, retrain_task, run_training, train_from_scratch
+from resque.cost.training import TrainConfig
 
 pytestmark = pytest.mark.skipif(
-    not resque.datasets.DEBIAN_FASHION_MNIST_DIR.exists(),
+    not resque.data.datasets.DEBIAN_FASHION_MNIST_DIR.exists(),
     reason="needs Debian's dataset-fashion-mnist (make test installs it)",
 )
 
@@ -63,7 +63,7 @@ def test_shift_retraining_writes_a_complete_record(source, fashion, tmp_path):
         experiment={"shift": "gaussian_noise", "intensity": 0.1}, estimators={"resque_dist": before},
         test_data=fashion["test"], energy=True, country_iso_code="FRA", progress=False,
     )
-    assert record.complete and record.stop_reason in resque.training.STOP_REASONS
+    assert record.complete and record.stop_reason in resque.cost.training.STOP_REASONS
     loaded = resque.load_record(path, require_complete=True)
     assert loaded == record
     on_disk = json.loads(path.read_text())

@@ -1,4 +1,4 @@
-"""Tests of resque.shifts: properties of every family, slow references, errors, ShiftedDataset."""
+"""Tests of resque.data.shifts: properties of every family, slow references, errors, ShiftedDataset."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from scipy import ndimage
 
-from resque import shifts
+from resque.data import shifts
 from resque.errors import DataError, InvalidParameterError
-from resque.shifts import ShiftedDataset, apply_shift, create_shift, list_shifts, recommended_grid
+from resque.data.shifts import ShiftedDataset, apply_shift, create_shift, list_shifts, recommended_grid
 
 FAMILIES = list_shifts()
 RANDOM_FAMILIES = [name for name in FAMILIES if create_shift(name).random]

@@ -7,7 +7,7 @@ from resque.study import expand, list_profiles, load_profile
 from resque.study.experiments import ResultsDir, load_source, run_shift, run_source, run_task
 
 needs_fashion = pytest.mark.skipif(
-    not resque.datasets.DEBIAN_FASHION_MNIST_DIR.exists(),
+    not resque.data.datasets.DEBIAN_FASHION_MNIST_DIR.exists(),
     reason="needs Debian's dataset-fashion-mnist (make test installs it)",
 )
 

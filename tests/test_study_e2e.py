@@ -16,7 +16,7 @@ distributed = pytest.importorskip("distributed")
 from test_book import book_sources, broken_local_links, needs_jupyter_book  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
-    not resque.datasets.DEBIAN_FASHION_MNIST_DIR.exists(),
+    not resque.data.datasets.DEBIAN_FASHION_MNIST_DIR.exists(),
     reason="needs Debian's dataset-fashion-mnist (make test installs it)",
 )
 

@@ -1,4 +1,4 @@
-"""Tests for resque.tracking and resque.energy: each measure against a slow, direct computation."""
+"""Tests for resque.cost.tracking and resque.cost.energy: each measure against a slow, direct computation."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from resque.energy import EnergyMeter, EnergyReport, NvmlEnergyReader, MILLIJOULES_PER_KWH
+from resque.cost.energy import EnergyMeter, EnergyReport, NvmlEnergyReader, MILLIJOULES_PER_KWH
 from resque.errors import InvalidParameterError, ResqueError
-from resque.tracking import (
+from resque.cost.tracking import (
     CostTracker,
     EpochCosts,
     TrackingStateError,
@@ -261,7 +261,7 @@ def test_nvml_reader_that_fails_mid_run_is_recorded_not_raised():
 def test_real_codecarbon_labels_cpu_energy_and_writes_no_file(tmp_path, monkeypatch):
     pytest.importorskip("codecarbon")
     monkeypatch.chdir(tmp_path)
-    from resque.energy import carbon_intensity
+    from resque.cost.energy import carbon_intensity
 
     nvml = ScriptedNvml([0, 0, 36_000])  # probe, then 0.00001 kWh over the epoch
     model = _mlp()
@@ -506,7 +506,7 @@ def test_an_exception_in_the_loop_stops_the_meter_and_propagates():
 
 
 def test_energy_reports_add_part_by_part():
-    from resque.energy import EnergyFigure
+    from resque.cost.energy import EnergyFigure
 
     a = EnergyReport({"cpu": EnergyFigure(1.0, "estimate")}, {"gpu": "no CUDA device"}, 0.5)
     b = EnergyReport({"cpu": EnergyFigure(2.0, "estimate"), "gpu": EnergyFigure(1.0, "nvml")}, {}, 0.5)
@@ -519,7 +519,7 @@ def test_energy_reports_add_part_by_part():
 
 
 def test_the_project_training_loop_drives_the_tracker():
-    training = pytest.importorskip("resque.training")
+    training = pytest.importorskip("resque.cost.training")
     generator = torch.Generator().manual_seed(0)
     # Random labels: the target (100 %) is out of reach, so the cap ends the run after two epochs.
     labels = torch.randint(0, 2, (64,), generator=generator)

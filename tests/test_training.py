@@ -7,7 +7,7 @@ from torch.utils.data import TensorDataset
 
 import resque
 from resque.config import from_dict
-from resque.training import TensorData, TrainConfig, as_tensors, evaluate, retrain_for_task, stop_reason, train
+from resque.cost.training import TensorData, TrainConfig, as_tensors, evaluate, retrain_for_task, stop_reason, train
 
 CONFIG = TrainConfig(target_accuracy=0.9, max_epochs=20, cutoff1_delta=0.01, cutoff1_epochs=3,
                      cutoff2_delta=0.05, cutoff2_epochs=5)

@@ -4,7 +4,7 @@ Layout of a study's results (``results/<profile>/`` by default; ``--results``
 or ``$RESQUE_RESULTS`` moves it)::
 
     results/<profile>/
-      records/<run_id>.json         one RunRecord per run (resque.records)
+      records/<run_id>.json         one RunRecord per run (resque.cost.records)
       notebooks/<run_id>.ipynb      the executed notebook of each experiment
       models/source-seed<k>.safetensors              source model checkpoint
       models/source-seed<k>.fingerprint.safetensors  its RESQUE_dist fingerprint

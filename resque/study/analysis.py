@@ -43,7 +43,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import InvalidParameterError, RecordError
-from ..records import load_record
+from ..cost.records import load_record
 
 __all__ = [
     "Measure",
@@ -906,7 +906,7 @@ def plot_vs_intensity(frame: pd.DataFrame, estimator: str = "resque_dist",
 
     Lines join the mean over seeds at each intensity; the runs themselves are
     drawn as points (hollow when censored). Intensity scales differ between
-    families (see :mod:`resque.shifts`), so compare shapes, not positions.
+    families (see :mod:`resque.data.shifts`), so compare shapes, not positions.
 
     Parameters
     ----------

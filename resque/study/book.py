@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ResqueError
-from ..records import RecordError, RunRecord, load_record
+from ..cost.records import RecordError, RunRecord, load_record
 
 __all__ = [
     "BookError",
@@ -543,7 +543,7 @@ def _method_figure(path: Path) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from ..functional import adjusted_rand_index, class_angles, kmeans_labels
+    from ..index.functional import adjusted_rand_index, class_angles, kmeans_labels
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), dpi=110, gridspec_kw={"width_ratios": [1.35, 1, 1]})
 

@@ -14,20 +14,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..baselines_dist import baseline_scores
-from ..baselines_task import task_scores
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..datasets import load_dataset
-from ..derived_tasks import get_task, load_task
-from ..dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
+from ..predictors.shift import baseline_scores
+from ..predictors.transfer import task_scores
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..data.datasets import load_dataset
+from ..data.tasks import get_task, load_task
+from ..index.dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
 from ..errors import DataError
-from ..models import default_layer, input_shape
-from ..records import RunRecord, load_record
-from ..runs import retrain_shift, retrain_task, train_from_scratch
-from ..shifts import ShiftedDataset
-from ..splits import protocol_split, subsample_per_class, subset, validation_split
-from ..task import resque_task_variants
-from ..training import TensorData, as_tensors, evaluate
+from ..models.zoo import default_layer, input_shape
+from ..cost.records import RunRecord, load_record
+from ..cost.runs import retrain_shift, retrain_task, train_from_scratch
+from ..data.shifts import ShiftedDataset
+from ..data.splits import protocol_split, subsample_per_class, subset, validation_split
+from ..index.task import resque_task_variants
+from ..cost.training import TensorData, as_tensors, evaluate
 from .profiles import Profile, load_profile
 
 __all__ = [
@@ -222,7 +222,7 @@ def run_shift(
     }
     if paired is not None:
         estimators["resque_dist_paired"] = float(paired)
-    # Competing predictors, on the same data (see resque.baselines_dist for each sign).
+    # Competing predictors, on the same data (see resque.predictors.shift for each sign).
     unpaired_scores = baseline_scores(source, data.original, shifted, layer, metrics=("mmd", "frechet"),
                                       seed=seed, progress=progress)
     estimators.update({name: float(score) for name, score in unpaired_scores.items()})
@@ -295,7 +295,7 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
     estimators = {"resque_task": float(variants[("mean", "centroids")])}
     for (pool, init), result in variants.items():
         estimators[f"resque_task_{pool}_{INIT_KEYS[init]}"] = float(result)
-    # Transferability scores on the same data ("higher = easier", see resque.baselines_task).
+    # Transferability scores on the same data ("higher = easier", see resque.predictors.transfer).
     estimators.update(task_scores(source, train, default_layer(source), seed=seed, progress=progress))
 
     tensors = as_tensors(train, "task data")

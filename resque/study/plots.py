@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..records import RunRecord
+from ..cost.records import RunRecord
 
 __all__ = ["CURVES", "angle_bars", "energy_vs_time", "image_grid", "training_curves"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import from_dict
 from ..errors import InvalidParameterError
-from ..training import TrainConfig
+from ..cost.training import TrainConfig
 
 __all__ = ["PROFILE_DIR", "Profile", "Experiment", "list_profiles", "load_profile", "expand", "NOTEBOOKS"]
 
@@ -49,7 +49,7 @@ class Profile:
         Images per class kept in each of S0/S1/S2 and the test split (None: all).
     seeds : list of int
     source, retrain : dict
-        :class:`~resque.training.TrainConfig` fields for training the source
+        :class:`~resque.cost.training.TrainConfig` fields for training the source
         model and for every retraining (seed is set per experiment).
     shifts : dict of str to list of float
         Shift family -> intensities.
@@ -86,10 +86,10 @@ class Profile:
 
     def __post_init__(self) -> None:
         # Validate names and ranges now, before any kernel starts.
-        from ..datasets import list_datasets
-        from ..derived_tasks import list_tasks
-        from ..models import list_models
-        from ..shifts import create_shift, list_shifts
+        from ..data.datasets import list_datasets
+        from ..data.tasks import list_tasks
+        from ..models.zoo import list_models
+        from ..data.shifts import create_shift, list_shifts
 
         if self.dataset not in list_datasets():
             raise InvalidParameterError("dataset", self.dataset, list_datasets())

@@ -1,7 +1,7 @@
 """Tables and sentences the experiment notebooks show, built from records and outcomes.
 
 The notebooks in ``notebooks/`` stay thin (STYLE.md, point 8): whatever turns
-a :class:`~resque.records.RunRecord` or an experiment's outcome into a table or
+a :class:`~resque.cost.records.RunRecord` or an experiment's outcome into a table or
 a sentence lives here, with a test. Figures live in :mod:`resque.study.plots`.
 Energy is in kWh, carbon in kg CO2-eq, time in seconds, as in the records.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..energy import MEASURED_SOURCES
-from ..records import RunRecord, load_record
+from ..cost.energy import MEASURED_SOURCES
+from ..cost.records import RunRecord, load_record
 
 __all__ = [
     "ENERGY_PARTS",
@@ -114,7 +114,7 @@ def describe_stop(record: RunRecord) -> str:
 
     Examples
     --------
-    >>> from resque.records import RunRecord
+    >>> from resque.cost.records import RunRecord
     >>> describe_stop(RunRecord("r", "shift", config={"target_accuracy": 0.5},
     ...                         epochs=[{"val_accuracy": 0.6}], stop_reason="reached"))
     'The run **reached** its target validation accuracy of 0.500 after 1 epoch (last: 0.600).'
@@ -148,7 +148,7 @@ def describe_energy(record: RunRecord) -> str:
 
     Examples
     --------
-    >>> from resque.records import RunRecord
+    >>> from resque.cost.records import RunRecord
     >>> describe_energy(RunRecord("r", "shift", totals={"energy_parts": {}, "energy_unavailable": {"gpu": "no GPU"}}))
     'Energy: no part could be read (gpu: no GPU).'
     """
@@ -427,7 +427,7 @@ def gpu_energy_demo(seconds: float = 2.0, size: int = 4096) -> dict | None:
     """
     if not torch.cuda.is_available():
         return None
-    from ..energy import NvmlEnergyReader
+    from ..cost.energy import NvmlEnergyReader
 
     device = torch.device("cuda", torch.cuda.current_device())
     reader = NvmlEnergyReader.for_torch_device(device)

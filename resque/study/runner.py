@@ -625,7 +625,7 @@ def _write_summary(root: Path, summary: StudySummary) -> None:
     A resumed study is the sum of its pieces, so the book's "how long it took"
     counts every invocation that executed notebooks, not only the last one.
     """
-    from ..records import provenance
+    from ..cost.records import provenance
 
     path = Path(root) / "summary.json"
     try:

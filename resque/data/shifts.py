@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .errors import DataError, InvalidParameterError
-from .registry import Registry
+from ..errors import DataError, InvalidParameterError
+from ..registry import Registry
 
 __all__ = [
     "SHIFTS",

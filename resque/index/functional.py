@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from .errors import DataError, DegenerateEmbeddingError, InvalidParameterError
+from ..errors import DataError, DegenerateEmbeddingError, InvalidParameterError
 
 __all__ = [
     "POOLS",

@@ -4,7 +4,7 @@ See PROTOCOL.md, "Data protocol". Every dataset loaded here yields
 ``(image, label)`` pairs: ``image`` a float tensor ``(C, H, W)`` in ``[0, 1]``,
 ``label`` an ``int``. Each one also carries ``.classes`` (names, indexed by
 label) and ``.targets`` (all labels as one tensor), so that stratified splits
-(:mod:`resque.splits`) never have to read an image.
+(:mod:`resque.data.splits`) never have to read an image.
 
 Two datasets work offline:
 
@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, TensorDataset
 
-from .errors import DataError, InvalidParameterError
-from .registry import Registry
+from ..errors import DataError, InvalidParameterError
+from ..registry import Registry
 from .splits import stratified_partition
 
 __all__ = [
@@ -80,7 +80,7 @@ FASHION_MNIST_FILES = (
 DOWNLOAD_TIMEOUT_S = 60.0
 
 #: How ``digits`` (which has no official split) is divided: a stratified
-#: 80/20 train/test split drawn with this seed (see :func:`resque.splits.stratified_partition`).
+#: 80/20 train/test split drawn with this seed (see :func:`resque.data.splits.stratified_partition`).
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 

@@ -26,9 +26,9 @@ import torch
 from scipy.spatial.distance import cdist, pdist
 from torch import nn
 
-from .embedding import model_outputs  # the shared forward pass (re-exported here)
-from .errors import DataError, DegenerateEmbeddingError, InvalidParameterError
-from .functional import pool_embedding
+from ..index.embedding import model_outputs  # the shared forward pass (re-exported here)
+from ..errors import DataError, DegenerateEmbeddingError, InvalidParameterError
+from ..index.functional import pool_embedding
 
 __all__ = [
     "DIRECTION",

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .embedding import layer_outputs
-from .errors import DataError, DegenerateEmbeddingError, InvalidParameterError
+from ..errors import DataError, DegenerateEmbeddingError, InvalidParameterError
 from .functional import POOLS, adjusted_rand_index, class_centroids, kmeans_labels, pool_embedding
 
 __all__ = ["INITS", "TaskResult", "resque_task", "resque_task_variants"]

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CheckpointError, InvalidParameterError
-from .models import _is_plain, create_model, list_models
+from ..errors import CheckpointError, InvalidParameterError
+from .zoo import _is_plain, create_model, list_models
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint_config"]
 
@@ -71,7 +71,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra_config) -
     """
     from safetensors.torch import save_file
 
-    from . import __version__
+    from .. import __version__
 
     config = _model_config(model)
     for key, value in extra_config.items():

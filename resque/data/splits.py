@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from .errors import DataError, InvalidParameterError
+from ..errors import DataError, InvalidParameterError
 
 __all__ = [
     "PROTOCOL_FRACTIONS",
@@ -51,7 +51,7 @@ def targets_of(data: Any) -> torch.Tensor:
     ----------
     data : tensor, array, sequence of int, or Dataset
         Labels themselves, or a dataset with ``.targets`` (any
-        :class:`resque.datasets.LabelledImages`, torchvision's MNIST/CIFAR),
+        :class:`resque.data.datasets.LabelledImages`, torchvision's MNIST/CIFAR),
         or a ``Subset`` / ``ConcatDataset`` built from such datasets.
 
     Raises
@@ -310,7 +310,7 @@ def subset(dataset: Dataset, indices: Sequence[int] | torch.Tensor) -> LabelledS
 
     Examples
     --------
-    >>> from resque.datasets import load_dataset
+    >>> from resque.data.datasets import load_dataset
     >>> train = load_dataset("digits")
     >>> split = protocol_split(train, seed=0)
     >>> new_data = subset(train, split.shifted)

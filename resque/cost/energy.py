@@ -37,7 +37,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .errors import InvalidParameterError
+from ..errors import InvalidParameterError
 
 __all__ = [
     "DEFAULT_COUNTRY",

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .errors import DataError, InvalidParameterError, LayerNotFoundError
+from ..errors import DataError, InvalidParameterError, LayerNotFoundError
 
 __all__ = ["find_layer", "as_loader", "model_device", "layer_outputs", "model_outputs", "DEFAULT_BATCH_SIZE"]
 

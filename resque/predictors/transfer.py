@@ -34,9 +34,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .embedding import model_outputs
-from .errors import DataError, InvalidParameterError
-from .functional import pool_embedding
+from ..index.embedding import model_outputs
+from ..errors import DataError, InvalidParameterError
+from ..index.functional import pool_embedding
 
 __all__ = [
     "DIRECTION",
@@ -65,7 +65,7 @@ DIRECTION = {
 #: The scores :func:`task_scores` returns, in order.
 SCORES = tuple(DIRECTION)
 
-#: Forward-pass options :func:`task_scores` passes on to :func:`resque.embedding.layer_outputs`.
+#: Forward-pass options :func:`task_scores` passes on to :func:`resque.index.embedding.layer_outputs`.
 _PASS_OPTIONS = ("device", "batch_size", "num_workers", "progress")
 
 #: GBC's PCA width, as in [GBC] (Sec. 4: features reduced to 64 dimensions).

@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .datasets import load_dataset
-from .errors import InvalidParameterError
-from .registry import Registry
+from ..errors import InvalidParameterError
+from ..registry import Registry
 from .splits import targets_of
 
 __all__ = [
@@ -74,7 +74,7 @@ class TaskSpec:
     Parameters
     ----------
     dataset : str
-        Name of the source dataset (see :func:`resque.datasets.list_datasets`).
+        Name of the source dataset (see :func:`resque.data.datasets.list_datasets`).
     classes : sequence of int, optional
         Keep only these source classes; they become labels ``0 .. k-1`` in the
         order given.
@@ -207,7 +207,7 @@ class TaskDataset(Dataset):
     ----------
     base : Dataset
         Yields ``(float image (C, H, W) in [0, 1], label)`` and has ``.targets``
-        and ``.classes``, as :func:`resque.datasets.load_dataset` gives.
+        and ``.classes``, as :func:`resque.data.datasets.load_dataset` gives.
     spec : TaskSpec
 
     Attributes
@@ -282,7 +282,7 @@ def derive_task(dataset: Dataset, spec: TaskSpec | str) -> TaskDataset:
 
     Examples
     --------
-    >>> from resque.datasets import load_dataset
+    >>> from resque.data.datasets import load_dataset
     >>> small = derive_task(load_dataset("digits"), TaskSpec("digits", classes=[3, 8]))
     >>> small.classes, sorted(set(small.targets.tolist()))
     (['3', '8'], [0, 1])
@@ -307,7 +307,7 @@ def load_task(
     download: bool = False,
     **options: Any,
 ) -> TaskDataset:
-    """Load a task's source dataset (see :func:`resque.datasets.load_dataset`) and derive the task.
+    """Load a task's source dataset (see :func:`resque.data.datasets.load_dataset`) and derive the task.
 
     Examples
     --------

@@ -4,7 +4,7 @@ Every model built by :func:`create_model` carries three things besides its weigh
 
 ``model.resque_config``
     ``{"name": <registry name>, "kwargs": {<every constructor argument>}}``, with
-    defaults filled in, so :func:`resque.checkpoint.load_checkpoint` can rebuild the
+    defaults filled in, so :func:`resque.models.checkpoint.load_checkpoint` can rebuild the
     same architecture even if a builder's defaults change later.
 ``model.resque_layer``
     The default embedding layer for RESQUE: a name in ``model.named_modules()``
@@ -50,8 +50,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import InvalidParameterError
-from .registry import Registry
+from ..errors import InvalidParameterError
+from ..registry import Registry
 
 __all__ = [
     "MODELS",

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .embedding import layer_outputs
-from .errors import ClassMismatchError, DataError, FingerprintError
+from ..errors import ClassMismatchError, DataError, FingerprintError
 from .functional import accumulate_class_sums, class_angles, pool_embedding
 
 __all__ = ["ClassSums", "DistResult", "fingerprint", "load_fingerprint", "resque_dist", "model_digest"]

@@ -1,8 +1,8 @@
 """A tracked, recorded training run: the unit a study is made of.
 
-:func:`run_training` wraps :func:`resque.training.train` with a
-:class:`~resque.tracking.CostTracker` and turns the outcome into a
-:class:`~resque.records.RunRecord`. The three kinds of run of PROTOCOL.md
+:func:`run_training` wraps :func:`resque.cost.training.train` with a
+:class:`~resque.cost.tracking.CostTracker` and turns the outcome into a
+:class:`~resque.cost.records.RunRecord`. The three kinds of run of PROTOCOL.md
 share it:
 
 - ``kind="source"``: the source model trained from scratch on clean S0+S2;
@@ -20,7 +20,7 @@ from dataclasses import asdict
 
 from torch import nn
 
-from .models import create_model
+from ..models.zoo import create_model
 from .records import RunRecord, provenance
 from .tracking import CostTracker
 from .training import TrainConfig, as_tensors, retrain_for_task, train
@@ -54,7 +54,7 @@ def run_training(
     model : torch.nn.Module
         Trained in place.
     train_data, val_data, test_data
-        As in :func:`resque.training.train`.
+        As in :func:`resque.cost.training.train`.
     config : TrainConfig, optional
     kind : {"source", "shift", "task", "scratch"}
     run_id : str
@@ -76,7 +76,7 @@ def run_training(
     RunRecord
         ``complete=True``; ``stop_reason`` says whether the target was reached.
     """
-    from .errors import InvalidParameterError
+    from ..errors import InvalidParameterError
 
     if kind not in KINDS:
         raise InvalidParameterError("kind", kind, KINDS)

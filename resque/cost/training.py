@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .embedding import model_device
-from .errors import DataError, InvalidParameterError
-from .models import replace_head
+from ..index.embedding import model_device
+from ..errors import DataError, InvalidParameterError
+from ..models.zoo import replace_head
 
 __all__ = [
     "OPTIMIZERS",
@@ -356,7 +356,7 @@ def train(
     test_data : optional
         Evaluated once at the end, reported as ``test_accuracy``.
     tracker : CostTracker, optional
-        Receives the per-step and per-epoch hooks (see :mod:`resque.tracking`).
+        Receives the per-step and per-epoch hooks (see :mod:`resque.cost.tracking`).
     device : str or torch.device, optional
         Default: where the model is.
     progress : bool

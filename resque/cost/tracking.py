@@ -2,7 +2,7 @@
 
 See PROTOCOL.md, "Retraining and what it costs". :class:`CostTracker` wraps
 any training loop; the loop calls four hooks and gets one :class:`EpochCosts`
-per epoch and a :class:`TrainingCosts` in total (``resque.training.train``
+per epoch and a :class:`TrainingCosts` in total (``resque.cost.training.train``
 calls them for you when given a tracker)::
 
     tracker = CostTracker(model, flops_sample=(images, labels), country_iso_code="FRA")
@@ -48,7 +48,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .energy import DEFAULT_COUNTRY, EnergyMeter, EnergyReport, NvmlEnergyReader
-from .errors import InvalidParameterError, TrackingStateError
+from ..errors import InvalidParameterError, TrackingStateError
 
 __all__ = [
     "CostTracker",
@@ -399,7 +399,7 @@ class CostTracker:
         when tracking starts) are the ones whose gradients and change are
         measured.
     energy : bool, default True
-        Measure energy and carbon (see :mod:`resque.energy`). With False,
+        Measure energy and carbon (see :mod:`resque.cost.energy`). With False,
         codecarbon and NVML are never imported. When they cannot start, the
         run goes on and ``energy_unavailable`` says why.
     country_iso_code : str, default "USA"

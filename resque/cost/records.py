@@ -16,12 +16,12 @@ run_id             unique name of the run (e.g. ``shift-gaussian_noise-0.08-seed
 kind               ``"source"``, ``"shift"``, ``"task"`` or ``"scratch"``
 experiment         what changed: ``{"shift": ..., "intensity": ...}`` or ``{"task": ...}``
 seed               the run's seed
-config             the :class:`~resque.training.TrainConfig`, as a dict
+config             the :class:`~resque.cost.training.TrainConfig`, as a dict
 model              ``{"name": ..., "kwargs": {...}}`` from the model registry
 estimators         values computed *before* retraining, e.g. ``{"resque_dist": 0.07}``
 epochs             per-epoch series: loss, accuracies, lr, and the tracker's costs
 totals             whole-run costs (epochs, steps, FLOPs, kWh, kg CO2-eq, seconds...)
-stop_reason        one of :data:`~resque.training.STOP_REASONS`
+stop_reason        one of :data:`~resque.cost.training.STOP_REASONS`
 test_accuracy      accuracy on the test split after the last epoch (or null)
 provenance         versions of resque / torch / Python, machine, git commit, UTC time
 complete           true only once the run finished and everything above is filled
@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import RecordError
+from ..errors import RecordError
 
 __all__ = ["SCHEMA", "RunRecord", "RecordError", "load_record", "provenance"]
 
@@ -153,7 +153,7 @@ def provenance() -> dict[str, Any]:
     """Versions, machine and time, saved with every record."""
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     info = {
         "resque": __version__,

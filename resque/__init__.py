@@ -28,6 +28,7 @@ from .data.shifts import SHIFTS, ShiftedDataset, ShiftFamily, apply_shift, creat
 from .data.splits import ProtocolSplit, protocol_split, subsample_per_class, subset, validation_split
 from .cost.records import RecordError, RunRecord, load_record
 from .index.task import TaskResult, resque_task, resque_task_variants
+from .predictors.registry import Predictor, get_predictor, list_predictors
 from .cost.tracking import CostTracker, EpochCosts, TrainingCosts
 from .cost.training import TrainConfig, TrainResult, evaluate, retrain_for_task, train
 
@@ -98,7 +99,11 @@ __all__ = [
     "carbon_intensity",
     "RunRecord",
     "load_record",
-    # beyond the paper: a cost forecast (baselines: resque.predictors.shift, resque.predictors.transfer)
+    # every predictor of retraining cost (RESQUE and its rivals: resque.predictors)
+    "list_predictors",
+    "get_predictor",
+    "Predictor",
+    # beyond the paper: a cost forecast
     "forecast",
     "fit_forecast",
     "CostForecast",

@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["build_parser", "main"]
 
@@ -73,26 +74,22 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_book(commands: argparse._SubParsersAction) -> None:
-    from .study.book import add_book_arguments, book_command
-
     book = commands.add_parser("book", help="build the Jupyter Book from a study's results",
                                description="Render the executed notebooks of a study into the HTML book.")
     sub = book.add_subparsers(dest="book_command", metavar="COMMAND", required=True)
     build = sub.add_parser("build", help="assemble and build the book (Sphinx warnings are errors)")
-    add_book_arguments(build)
-    build.set_defaults(func=book_command)
+    _book_arguments(build)
+    build.set_defaults(func=_cmd_book_build)
 
 
 def _add_forecast(commands: argparse._SubParsersAction) -> None:
-    from .forecast import add_forecast_arguments, forecast_command
-
     forecast = commands.add_parser(
         "forecast", help="predict the cost of retraining a model on new data",
         description="Compute RESQUE_dist of new data for a model and predict the epochs, energy (kWh) and "
                     "carbon (kg CO2-eq) of retraining, with prediction intervals, from a study's runs.",
     )
-    add_forecast_arguments(forecast)
-    forecast.set_defaults(func=forecast_command)
+    _forecast_arguments(forecast)
+    forecast.set_defaults(func=_cmd_forecast)
 
 
 def _cmd_study_list(args: argparse.Namespace) -> int:
@@ -142,6 +139,110 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+# --------------------------------------------------------------------------- book
+
+
+def _book_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``resque book build``."""
+    parser.add_argument("--results", default=None,
+                        help="the study's results folder (default: $RESQUE_RESULTS/<profile>, else results/<profile>)")
+    parser.add_argument("--profile", default="quick",
+                        help="with no --results: read results/<profile> (default: quick)")
+    parser.add_argument("--book-dir", default=".", help="the book's root, holding _config.yml (default: .)")
+    parser.add_argument("--output", default=None, help="where _build/ goes (default: the book's root)")
+    parser.add_argument("--no-strict", dest="strict", action="store_false",
+                        help="let warnings pass (the default, like CI, fails on any warning: -W -n)")
+    return parser
+
+
+def _cmd_book_build(args: argparse.Namespace) -> int:
+    """``resque book build``: assemble and build the book; print where it is (1 with the build's warnings)."""
+    from .errors import BookError
+    from .study.book import build
+    from .study.runner import default_results_dir  # $RESQUE_RESULTS/<profile>, else results/<profile>
+
+    results = args.results or default_results_dir(args.profile or "quick")
+    try:
+        index = build(results, args.book_dir, strict=args.strict, output_dir=args.output)
+    except BookError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_FAILED
+    print(f"The book is at {Path(index).resolve()}  (open it in a browser: file://{Path(index).resolve()})")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- forecast
+
+
+def _forecast_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``resque forecast``."""
+    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="the source model (resque.save_checkpoint)")
+    parser.add_argument("--fingerprint", required=True, metavar="PATH",
+                        help="the model's fingerprint file (resque.fingerprint(...).save)")
+    parser.add_argument("--data", required=True, metavar="NAME_OR_DIR",
+                        help="the new data: a registry dataset (see resque.list_datasets()) or an image folder with "
+                             "one subfolder per class, named so that their sorted order is the model's label order")
+    parser.add_argument("--calibration", required=True, metavar="RESULTS_DIR",
+                        help="a study's results folder: the runs the forecast is fitted on")
+    parser.add_argument("--split", default="train", choices=("train", "test"), help="dataset split (default: train)")
+    parser.add_argument("--data-root", metavar="DIR", default=None, help="dataset root (default: $RESQUE_DATA or cache)")
+    parser.add_argument("--shift", metavar="FAMILY", default=None,
+                        help="apply this shift family to the data (see resque.list_shifts())")
+    parser.add_argument("--intensity", type=float, default=None, help="the shift's intensity (with --shift)")
+    parser.add_argument("--n-per-class", type=int, default=None, metavar="N",
+                        help="use a seeded subsample of N images per class (faster)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subsample and the shift (default: 0)")
+    parser.add_argument("--layer", default=None, help="embedding layer (default: the model's default layer)")
+    parser.add_argument("--level", type=float, default=0.9, help="prediction interval level (default: 0.9)")
+    parser.add_argument("--min-runs", type=int, default=5, help="fewest calibration runs accepted (default: 5)")
+    parser.add_argument("--include-censored", action="store_true",
+                        help="also calibrate on runs that did not reach the target")
+    parser.add_argument("--device", default=None, help="torch device (default: where the model is, the CPU)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size of the forward pass")
+
+
+def _new_data(args: argparse.Namespace, model):
+    """The dataset named or found at ``--data``, subsampled and shifted as asked."""
+    from .errors import InvalidParameterError
+    from .data.datasets import ToModelInput, load_dataset
+    from .models.zoo import input_shape
+    from .data.shifts import ShiftedDataset
+    from .data.splits import subsample_per_class, subset
+
+    channels, size, _ = input_shape(model)
+    if Path(args.data).is_dir():
+        from torchvision.datasets import ImageFolder
+
+        data = ImageFolder(args.data, transform=ToModelInput(image_size=size, channels=channels))
+    else:
+        data = load_dataset(args.data, split=args.split, root=args.data_root, image_size=size, channels=channels)
+    if args.n_per_class is not None:
+        data = subset(data, subsample_per_class(data, args.n_per_class, seed=args.seed))
+    if args.shift is not None:
+        if args.intensity is None:
+            raise InvalidParameterError("--intensity", None, "a number on the shift family's scale (with --shift)")
+        data = ShiftedDataset(data, args.shift, args.intensity, seed=args.seed)
+    elif args.intensity is not None:
+        raise InvalidParameterError("--shift", None, "a shift family (see resque.list_shifts()) with --intensity")
+    return data
+
+
+def _cmd_forecast(args: argparse.Namespace) -> int:
+    """``resque forecast``: print RESQUE_dist of the new data and the forecast; return the exit status."""
+    from .forecast import DEFAULT_MEASURES, fit_forecast, forecast
+    from .models.checkpoint import load_checkpoint
+
+    # Calibration first: too few runs should fail in a second, not after a forward pass.
+    calibration = fit_forecast(args.calibration, "resque_dist", DEFAULT_MEASURES, "shift", args.min_runs,
+                               not args.include_censored, args.level)
+    model = load_checkpoint(args.checkpoint)
+    prediction = forecast(model, _new_data(args, model), args.layer, calibration=calibration,
+                          fingerprint=args.fingerprint, level=args.level, device=args.device,
+                          batch_size=args.batch_size)
+    print(prediction)
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

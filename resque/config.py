@@ -7,9 +7,9 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, TypeVar
 
+from .checks import close_matches
 from .errors import InvalidParameterError
 
 __all__ = ["from_dict"]
@@ -23,7 +23,7 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, *, name: str | None =
     known = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(values) - set(known))
     if unknown:
-        close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+        close = {k: close_matches(k, known, n=1) for k in unknown}
         hints = [f"{k!r} -> {c[0]!r}?" for k, c in close.items() if c]
         raise InvalidParameterError(
             f"{name or cls.__name__} keys", unknown, known,

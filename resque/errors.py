@@ -18,6 +18,9 @@ __all__ = [
     "CheckpointError",
     "TrackingStateError",
     "RecordError",
+    "ForecastError",
+    "BookError",
+    "BookBuildError",
 ]
 
 
@@ -137,3 +140,50 @@ class TrackingStateError(ResqueError, RuntimeError):
 
 class RecordError(ResqueError, ValueError):
     """A run record cannot be read: missing, not JSON, other schema, or incomplete."""
+
+
+class ForecastError(ResqueError, ValueError):
+    """A forecast cannot be fitted from the calibration runs given (usually: too few).
+
+    Attributes
+    ----------
+    measure : str
+        The cost column that could not be fitted.
+    n_runs : int
+        Usable calibration runs found for it.
+    min_runs : int
+        Runs needed.
+    """
+
+    def __init__(self, message: str, *, measure: str = "", n_runs: int = 0, min_runs: int = 0):
+        self.measure = measure
+        self.n_runs = n_runs
+        self.min_runs = min_runs
+        super().__init__(message)
+
+
+class BookError(ResqueError):
+    """The book cannot be assembled (e.g. the results folder does not exist)."""
+
+
+class BookBuildError(BookError, RuntimeError):
+    """``jupyter-book build`` failed or warned (with ``-W``).
+
+    Attributes
+    ----------
+    command : list of str
+        The command that ran.
+    returncode : int
+    log_tail : str
+        The warnings and errors it printed (or its last lines).
+    """
+
+    def __init__(self, command: list[str], returncode: int, log_tail: str):
+        self.command = command
+        self.returncode = returncode
+        self.log_tail = log_tail
+        super().__init__(
+            f"The book build failed (exit status {returncode}): {' '.join(command)}\n{log_tail}\n"
+            "Every warning is an error in this build (-W); fix the page or notebook it names, "
+            "or pass strict=False (--no-strict) to see the book anyway."
+        )

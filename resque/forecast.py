@@ -20,7 +20,7 @@ one new run, not for the mean cost)
     s \\sqrt{1 + 1/n + (x_0 - \\bar x)^2 / S_{xx}}.
 
 The from-scratch yardstick of each run (``scratch_<cost>`` in
-:func:`~resque.study.analysis.load_records`) gets the same treatment, so that
+:func:`~resque.cost.table.runs_table`) gets the same treatment, so that
 the forecast can state the predicted saving ``1 - reuse / scratch``. Training
 from scratch does not use the source model, so its cost usually does not
 depend on the index: the yardstick is modelled by its mean and spread (an
@@ -43,20 +43,23 @@ Examples
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
-from .errors import InvalidParameterError, ResqueError
+from .checks import check_choice, check_real
+from .cost.measures import MEASURES, measures as _measures
+from .cost.records import RunRecord, read_records
+from .cost.table import require_pandas, runs_table
+from .errors import ForecastError, InvalidParameterError
+from .predictors.registry import PREDICTORS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "COSTS",
@@ -65,50 +68,19 @@ __all__ = [
     "LinearFit",
     "MeasurePrediction",
     "Prediction",
-    "add_forecast_arguments",
     "fit_forecast",
     "forecast",
-    "forecast_command",
-    "leave_one_out",
     "mean_fit",
     "ols_fit",
-    "plot_predicted_vs_measured",
-    "summarize_leave_one_out",
 ]
 
-#: Costs a forecast may be made for: column -> (label, unit). These are the
-#: costs for which "reuse saves x % of training from scratch" means something.
-COSTS: dict[str, tuple[str, str]] = {
-    "epochs": ("Epochs", "epochs"),
-    "train_seconds": ("Training time", "s"),
-    "train_flops": ("FLOPs", "FLOP"),
-    "energy_kwh": ("Energy", "kWh"),
-    "carbon_kg": ("Carbon", "kg CO2-eq"),
-}
+#: Costs a forecast may be made for: those whose saving against training from
+#: scratch means something (labels and units: resque.cost.measures).
+COSTS = tuple(m.column for m in _measures(saving=True))
 DEFAULT_MEASURES = ("epochs", "energy_kwh", "carbon_kg")
 KINDS = ("shift", "task")
 #: Significance level of the slope test that decides between a mean and a line for the yardstick.
 SCRATCH_SLOPE_ALPHA = 0.05
-
-
-class ForecastError(ResqueError, ValueError):
-    """A forecast cannot be fitted from the calibration runs given (usually: too few).
-
-    Attributes
-    ----------
-    measure : str
-        The cost column that could not be fitted.
-    n_runs : int
-        Usable calibration runs found for it.
-    min_runs : int
-        Runs needed.
-    """
-
-    def __init__(self, message: str, *, measure: str = "", n_runs: int = 0, min_runs: int = 0):
-        self.measure = measure
-        self.n_runs = n_runs
-        self.min_runs = min_runs
-        super().__init__(message)
 
 
 # ---------------------------------------------------------------------------
@@ -153,6 +125,8 @@ class LinearFit:
         """Two-sided p-value of ``slope = 0`` (NaN for a mean model or a perfect fit)."""
         if self.kind != "line" or not self.se_slope > 0:
             return math.nan
+        from scipy import stats  # scipy comes with scikit-learn; imported when used
+
         return float(2 * stats.t.sf(abs(self.slope / self.se_slope), self.df))
 
     def predict(self, x: float | np.ndarray, level: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,6 +141,8 @@ class LinearFit:
         point = self.intercept + self.slope * x
         leverage = (x - self.x_mean) ** 2 / self.sxx if self.kind == "line" else 0.0 * x
         spread = self.residual_se * np.sqrt(1.0 + 1.0 / self.n + leverage)
+        from scipy import stats
+
         half = stats.t.ppf(0.5 + level / 2.0, self.df) * spread
         return point, point - half, point + half
 
@@ -291,14 +267,13 @@ class Prediction:
     def to_frame(self) -> pd.DataFrame:
         """One row per measure: point, low, high, clipped, scratch, saving, unit."""
         rows = [vars(m).copy() for m in self.measures.values()]
-        return pd.DataFrame(rows).set_index("measure")
+        return require_pandas("Prediction.to_frame").DataFrame(rows).set_index("measure")
 
     def __str__(self) -> str:
-        from .study.analysis import label_of
-
         percent = round(100 * self.level)
         lines = [
-            f"{label_of(self.estimator)} = {self.index_value:.4g}",
+            f"{PREDICTORS.get(self.estimator).label if self.estimator in PREDICTORS else self.estimator} = "
+            f"{self.index_value:.4g}",
             (f"Predicted retraining cost ({percent} % prediction intervals; "
              f"OLS on {self.n_runs} calibration runs, index {self.index_range[0]:.3g}..{self.index_range[1]:.3g}):"),
         ]
@@ -400,7 +375,7 @@ class CostForecast:
             scratch_fit = self.scratch_fits.get(measure)
             scratch = max(float(scratch_fit.predict(index_value, level)[0]), floor) if scratch_fit else math.nan
             saving = 1.0 - point / scratch if scratch > 0 else math.nan
-            label, unit = COSTS[measure]
+            label, unit = MEASURES[measure].label, MEASURES[measure].unit
             measures[measure] = MeasurePrediction(
                 measure, label, unit, point, low, high, clipped=min(raw) < floor, scratch=scratch, saving=saving,
             )
@@ -408,41 +383,31 @@ class CostForecast:
 
 
 def _check_level(level: float) -> float:
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise InvalidParameterError("level", level, "a number strictly between 0 and 1, e.g. 0.9")
-    return float(level)
+    allowed = "a number strictly between 0 and 1, e.g. 0.9"
+    level = check_real("level", level, minimum=0.0, maximum=1.0, closed_max=False, allowed=allowed)
+    if level == 0.0:
+        raise InvalidParameterError("level", level, allowed)
+    return level
 
 
 def _as_frame(records_or_frame) -> pd.DataFrame:
-    """The :func:`load_records` frame of a results folder, a list of records, or the frame itself."""
-    from .cost.records import RunRecord
-    from .study.analysis import load_records, resolve_results_dir
-
+    """The runs table (:func:`resque.cost.table.runs_table`) of a results folder, of records, or the table itself."""
+    pd = require_pandas("the forecast")
     if isinstance(records_or_frame, pd.DataFrame):
         return records_or_frame
     if isinstance(records_or_frame, (str, os.PathLike)):
-        return load_records(resolve_results_dir(records_or_frame))
+        return runs_table(read_records(records_or_frame).records)
     if isinstance(records_or_frame, Sequence) and all(isinstance(r, RunRecord) for r in records_or_frame):
-        # One path from records to the frame: write them where load_records reads.
-        with tempfile.TemporaryDirectory(prefix="resque-forecast-") as folder:
-            for number, record in enumerate(records_or_frame):
-                record.save(Path(folder) / f"{number:06d}.json")
-            return load_records(folder)
+        return runs_table(records_or_frame)
     raise InvalidParameterError(
         "records_or_frame", type(records_or_frame).__name__,
         "a results folder, a list of RunRecord, or the DataFrame of resque.study.analysis.load_records",
     )
 
 
-def _check_choice(parameter: str, value, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        close = difflib.get_close_matches(str(value), list(allowed), n=2)
-        hint = f"Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise InvalidParameterError(parameter, value, list(allowed), hint)
-
-
 def _usable(frame: pd.DataFrame, estimator: str, measure: str, kind: str, exclude_censored: bool):
     """Rows usable for one measure, and a sentence on why the others are not."""
+    pd = require_pandas("the forecast")
     of_kind = frame[frame["kind"] == kind]
     index = pd.to_numeric(of_kind[estimator], errors="coerce")
     cost = pd.to_numeric(of_kind[measure], errors="coerce")
@@ -515,20 +480,20 @@ def fit_forecast(
     >>> model.predict(0.1)["energy_kwh"].point                          # doctest: +SKIP
     0.0123
     """
-    _check_choice("kind", kind, KINDS)
+    check_choice("kind", kind, KINDS)
     if isinstance(measures, str):
         measures = (measures,)
     if not measures:
         raise InvalidParameterError("measures", measures, f"a non-empty list from {list(COSTS)}")
     for measure in measures:
-        _check_choice("measures", measure, list(COSTS))
+        check_choice("measures", measure, list(COSTS))
     if isinstance(min_runs, bool) or not isinstance(min_runs, (int, np.integer)) or min_runs < 3:
         raise InvalidParameterError("min_runs", min_runs, "an int >= 3 (a line and its spread need 3 points)")
     level = _check_level(level)
     frame = _as_frame(records_or_frame)
     estimators = [c for c in frame.columns if c.startswith(("resque", "accuracy"))]
     if estimator not in frame.columns:
-        _check_choice("estimator", estimator, estimators)
+        check_choice("estimator", estimator, estimators)
 
     fits, scratch_fits, n_runs, indexes = {}, {}, {}, []
     for measure in measures:
@@ -566,7 +531,7 @@ def _scratch_fit(rows: pd.DataFrame, estimator: str, measure: str) -> LinearFit 
     if "scratch_run_id" in rows.columns:  # a yardstick shared by several runs counts once
         ids = rows["scratch_run_id"]
         scratch = scratch[ids.isna() | ~ids.duplicated()]
-    scratch = scratch[np.isfinite(pd.to_numeric(scratch[column], errors="coerce"))]
+    scratch = scratch[np.isfinite(require_pandas("the forecast").to_numeric(scratch[column], errors="coerce"))]
     if len(scratch) < 2:
         return None
     x, y = scratch[estimator].to_numpy(float), scratch[column].to_numpy(float)
@@ -575,138 +540,6 @@ def _scratch_fit(rows: pd.DataFrame, estimator: str, measure: str) -> LinearFit 
         if line.slope_p_value < SCRATCH_SLOPE_ALPHA:
             return line
     return mean_fit(y)
-
-
-# ---------------------------------------------------------------------------
-# Leave-one-experiment-out evaluation
-# ---------------------------------------------------------------------------
-
-
-def _experiment_of(frame: pd.DataFrame) -> pd.Series:
-    """One label per experiment: the shift and its intensity, or the task (seeds are one experiment)."""
-    family = frame["family"].astype(str) if "family" in frame.columns else pd.Series("", index=frame.index)
-    intensity = frame["intensity"].map(lambda v: f"{v:g}") if "intensity" in frame.columns else ""
-    task = frame["task"].astype(str) if "task" in frame.columns else ""
-    return np.where(frame["kind"] == "task", "task:" + task, family + "@" + intensity)
-
-
-def leave_one_out(
-    frame,
-    estimator: str = "resque_dist",
-    measures: Sequence[str] = DEFAULT_MEASURES,
-    kind: str = "shift",
-    min_runs: int = 5,
-    exclude_censored: bool = True,
-    level: float = 0.9,
-) -> pd.DataFrame:
-    """Leave-one-experiment-out evaluation of :func:`fit_forecast`.
-
-    Each experiment (a shift family at one intensity, or one task; all its
-    seeds together, so that a seed never predicts its sibling) is left out in
-    turn; the forecast is fitted on the other runs and predicts every run of
-    the left-out experiment.
-
-    Parameters
-    ----------
-    frame : str, path-like, list of RunRecord or pandas.DataFrame
-        As in :func:`fit_forecast`; so are the other parameters.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per (run, measure): ``run_id, experiment, measure, unit,
-        index, measured, predicted, low, high, covered`` (the measured cost is
-        inside the interval) and ``ape`` (``|predicted - measured| / measured``,
-        NaN where measured is 0). ``attrs["summary"]`` is
-        :func:`summarize_leave_one_out` of it and ``attrs["level"]`` the level.
-
-    Raises
-    ------
-    ForecastError
-        Fewer than ``min_runs`` runs remain once an experiment is left out.
-    """
-    frame = _as_frame(frame)
-    if isinstance(measures, str):
-        measures = (measures,)
-    rows = []
-    for measure in measures:
-        fit_forecast(frame, estimator, (measure,), kind, min_runs, exclude_censored, level)  # checks everything once
-        usable, _ = _usable(frame, estimator, measure, kind, exclude_censored)
-        experiments = pd.Series(_experiment_of(usable), index=usable.index)
-        for experiment in pd.unique(experiments):
-            held_out = usable[experiments == experiment]
-            model = fit_forecast(usable[experiments != experiment], estimator, (measure,), kind, min_runs,
-                                 exclude_censored, level)
-            for _, run in held_out.iterrows():
-                predicted = model.predict(run[estimator], level)[measure]
-                measured = float(run[measure])
-                rows.append({
-                    "run_id": run["run_id"], "experiment": experiment, "measure": measure,
-                    "unit": COSTS[measure][1], "index": float(run[estimator]), "measured": measured,
-                    "predicted": predicted.point, "low": predicted.low, "high": predicted.high,
-                    "covered": bool(predicted.low <= measured <= predicted.high),
-                    "ape": abs(predicted.point - measured) / abs(measured) if measured != 0 else math.nan,
-                })
-    result = pd.DataFrame(rows, columns=["run_id", "experiment", "measure", "unit", "index", "measured",
-                                         "predicted", "low", "high", "covered", "ape"])
-    result.attrs["level"] = level
-    result.attrs["estimator"] = estimator
-    result.attrs["summary"] = summarize_leave_one_out(result)
-    return result
-
-
-def summarize_leave_one_out(loo_frame: pd.DataFrame) -> pd.DataFrame:
-    """Per measure: runs ``n``, median absolute percentage error ``mdape`` (a fraction) and ``coverage``.
-
-    ``coverage`` is the share of left-out runs inside their prediction
-    interval; it should be close to the interval level.
-    """
-    grouped = loo_frame.groupby("measure", sort=False)
-    return pd.DataFrame({
-        "n": grouped.size(),
-        "mdape": grouped["ape"].median(),
-        "coverage": grouped["covered"].mean(),
-    })
-
-
-def plot_predicted_vs_measured(loo_frame: pd.DataFrame):
-    """Predicted against measured cost of each left-out run, one panel per measure.
-
-    Each point carries its prediction interval as a vertical bar; the
-    diagonal is a perfect forecast. Panel titles give the MdAPE and the
-    coverage.
-
-    Parameters
-    ----------
-    loo_frame : pandas.DataFrame
-        The result of :func:`leave_one_out`.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    measures = list(pd.unique(loo_frame["measure"]))
-    summary = summarize_leave_one_out(loo_frame)
-    level = loo_frame.attrs.get("level", math.nan)
-    figure, axes = plt.subplots(1, max(len(measures), 1), figsize=(4.2 * max(len(measures), 1), 4), squeeze=False)
-    for ax, measure in zip(axes[0], measures):
-        part = loo_frame[loo_frame["measure"] == measure]
-        label, unit = COSTS.get(measure, (measure, ""))
-        below, above = part["predicted"] - part["low"], part["high"] - part["predicted"]
-        colours = np.where(part["covered"], "tab:blue", "tab:red")
-        ax.errorbar(part["measured"], part["predicted"], yerr=[below, above], fmt="none", ecolor="0.7", zorder=1)
-        ax.scatter(part["measured"], part["predicted"], c=colours, s=18, zorder=2)
-        ends = [min(part["measured"].min(), part["low"].min()), max(part["measured"].max(), part["high"].max())]
-        ax.plot(ends, ends, color="0.3", linestyle="--", linewidth=1)
-        ax.set_xlabel(f"Measured {label.lower()} ({unit})")
-        ax.set_ylabel(f"Predicted {label.lower()} ({unit})")
-        row = summary.loc[measure]
-        ax.set_title(f"{label}: MdAPE {100 * row['mdape']:.1f} %, "
-                     f"coverage {100 * row['coverage']:.0f} % (level {100 * level:.0f} %)", fontsize=9)
-    figure.tight_layout()
-    return figure
 
 
 # ---------------------------------------------------------------------------
@@ -743,8 +576,9 @@ def forecast(
         Labelled data after the shift.
     layer : str, optional
         Embedding layer; default :func:`resque.default_layer` of the model.
-    calibration : str, path-like, list of RunRecord or pandas.DataFrame
-        Calibration runs (see :func:`fit_forecast`).
+    calibration : str, path-like, list of RunRecord, pandas.DataFrame or CostForecast
+        Calibration runs (see :func:`fit_forecast`), or a forecast already
+        fitted on them (then `measures`, `min_runs` and `exclude_censored` are its own).
     original : Dataset or DataLoader, optional
         The data the model was trained on. Give this or `fingerprint`.
     fingerprint : ClassSums, str or path-like, optional
@@ -771,7 +605,10 @@ def forecast(
             "original/fingerprint", "both" if original is not None else "neither",
             "exactly one of them", "Pass the model's original data or its fingerprint (a ClassSums or its file).",
         )
-    model_fit = fit_forecast(calibration, "resque_dist", measures, "shift", min_runs, exclude_censored, level)
+    if isinstance(calibration, CostForecast):  # already fitted: used as it is
+        model_fit = calibration
+    else:
+        model_fit = fit_forecast(calibration, "resque_dist", measures, "shift", min_runs, exclude_censored, level)
     from .index.dist import ClassSums, load_fingerprint, resque_dist
     from .models.zoo import default_layer
 
@@ -782,77 +619,3 @@ def forecast(
     result = resque_dist(model, original if original is not None else fingerprint, new_data, layer,
                          device=device, batch_size=batch_size, progress=progress)
     return model_fit.predict(float(result), level)
-
-
-# ---------------------------------------------------------------------------
-# Command line: resque forecast ...
-# ---------------------------------------------------------------------------
-
-
-def add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``resque forecast``."""
-    parser.add_argument("--checkpoint", required=True, metavar="PATH", help="the source model (resque.save_checkpoint)")
-    parser.add_argument("--fingerprint", required=True, metavar="PATH",
-                        help="the model's fingerprint file (resque.fingerprint(...).save)")
-    parser.add_argument("--data", required=True, metavar="NAME_OR_DIR",
-                        help="the new data: a registry dataset (see resque.list_datasets()) or an image folder with "
-                             "one subfolder per class, named so that their sorted order is the model's label order")
-    parser.add_argument("--calibration", required=True, metavar="RESULTS_DIR",
-                        help="a study's results folder: the runs the forecast is fitted on")
-    parser.add_argument("--split", default="train", choices=("train", "test"), help="dataset split (default: train)")
-    parser.add_argument("--data-root", metavar="DIR", default=None, help="dataset root (default: $RESQUE_DATA or cache)")
-    parser.add_argument("--shift", metavar="FAMILY", default=None,
-                        help="apply this shift family to the data (see resque.list_shifts())")
-    parser.add_argument("--intensity", type=float, default=None, help="the shift's intensity (with --shift)")
-    parser.add_argument("--n-per-class", type=int, default=None, metavar="N",
-                        help="use a seeded subsample of N images per class (faster)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the subsample and the shift (default: 0)")
-    parser.add_argument("--layer", default=None, help="embedding layer (default: the model's default layer)")
-    parser.add_argument("--level", type=float, default=0.9, help="prediction interval level (default: 0.9)")
-    parser.add_argument("--min-runs", type=int, default=5, help="fewest calibration runs accepted (default: 5)")
-    parser.add_argument("--include-censored", action="store_true",
-                        help="also calibrate on runs that did not reach the target")
-    parser.add_argument("--device", default=None, help="torch device (default: where the model is, the CPU)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size of the forward pass")
-
-
-def _new_data(args: argparse.Namespace, model):
-    """The dataset named or found at ``--data``, subsampled and shifted as asked."""
-    from .data.datasets import ToModelInput, load_dataset
-    from .models.zoo import input_shape
-    from .data.shifts import ShiftedDataset
-    from .data.splits import subsample_per_class, subset
-
-    channels, size, _ = input_shape(model)
-    if Path(args.data).is_dir():
-        from torchvision.datasets import ImageFolder
-
-        data = ImageFolder(args.data, transform=ToModelInput(image_size=size, channels=channels))
-    else:
-        data = load_dataset(args.data, split=args.split, root=args.data_root, image_size=size, channels=channels)
-    if args.n_per_class is not None:
-        data = subset(data, subsample_per_class(data, args.n_per_class, seed=args.seed))
-    if args.shift is not None:
-        if args.intensity is None:
-            raise InvalidParameterError("--intensity", None, "a number on the shift family's scale (with --shift)")
-        data = ShiftedDataset(data, args.shift, args.intensity, seed=args.seed)
-    elif args.intensity is not None:
-        raise InvalidParameterError("--shift", None, "a shift family (see resque.list_shifts()) with --intensity")
-    return data
-
-
-def forecast_command(args: argparse.Namespace) -> int:
-    """``resque forecast``: print RESQUE_dist of the new data and the forecast; return the exit status."""
-    from .models.checkpoint import load_checkpoint
-
-    # Calibration first: too few runs should fail in a second, not after a forward pass.
-    fit_forecast(args.calibration, "resque_dist", DEFAULT_MEASURES, "shift", args.min_runs,
-                 not args.include_censored, args.level)
-    model = load_checkpoint(args.checkpoint)
-    prediction = forecast(
-        model, _new_data(args, model), args.layer, calibration=args.calibration, fingerprint=args.fingerprint,
-        level=args.level, min_runs=args.min_runs, exclude_censored=not args.include_censored,
-        device=args.device, batch_size=args.batch_size,
-    )
-    print(prediction)
-    return 0

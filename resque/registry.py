@@ -14,11 +14,11 @@ Examples
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable
 from typing import Any
 
+from .checks import did_you_mean
 from .errors import InvalidParameterError
 
 __all__ = ["Registry"]
@@ -37,9 +37,10 @@ class Registry:
         def add(builder: Callable[..., Any]) -> Callable[..., Any]:
             key = name or builder.__name__
             if key != key.lower():
-                raise ValueError(f"{self.kind} names are lowercase; got {key!r}")
+                raise InvalidParameterError(f"{self.kind} name", key, "a lowercase name")
             if key in self._entries:
-                raise ValueError(f"{self.kind} {key!r} is already registered")
+                raise InvalidParameterError(f"{self.kind} name", key, "a name not registered yet",
+                                            f"{key!r} is already registered; pick another name.")
             self._entries[key] = builder
             return builder
 
@@ -54,8 +55,7 @@ class Registry:
         """The builder registered as `name`; unknown names list close matches and all names."""
         if name in self._entries:
             return self._entries[name]
-        close = difflib.get_close_matches(str(name).lower(), list(self._entries), n=3, cutoff=0.5)
-        hint = f"Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(str(name).lower(), self._entries, cutoff=0.5)
         raise InvalidParameterError(self.kind, name, self.names(), hint)
 
     def __contains__(self, name: object) -> bool:

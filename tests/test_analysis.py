@@ -17,9 +17,12 @@ from scipy import stats
 
 from resque.errors import InvalidParameterError
 from resque.cost.records import RunRecord
+import resque
 from resque.study import analysis
+from resque.study.analysis.bootstrap import draw_weights
+from resque.cost.measures import MEASURES as ALL_MEASURES
 from resque.study.analysis import (
-    MEASURES,
+    HEADLINE,
     bootstrap_statistics,
     correlations,
     findings,
@@ -74,7 +77,7 @@ def write_study(root, *, families=("gaussian_noise", "frost"), intensities=(0.1,
         for task_index, task in enumerate(tasks):
             run_id = f"task-{task}-seed{seed}"
             estimators = {"resque_task": 0.2 + 0.1 * task_index}
-            for variant in analysis.TASK_ESTIMATORS[1:]:
+            for variant in resque.list_predictors("task", "resque_task_*"):
                 estimators[variant] = 0.25 + 0.1 * task_index
             RunRecord(run_id, "task", experiment={"task": task}, seed=seed, estimators=estimators,
                       totals=_totals(3 + task_index), stop_reason="reached", test_accuracy=0.7,
@@ -185,7 +188,7 @@ def test_bootstrap_statistics_constant_resample_is_nan():
 
 def test_cluster_weights_keep_each_seed_together():
     seeds = np.repeat([0, 1, 2, 3], 5)
-    weights = analysis._draw_weights(seeds, 200, np.random.default_rng(0))
+    weights = draw_weights(seeds, 200, np.random.default_rng(0))
     assert weights.shape == (200, 20)
     for seed in range(4):
         block = weights[:, seeds == seed]
@@ -275,7 +278,7 @@ def test_missing_measure_values_are_left_out_of_that_measure_only(frame):
 def test_groups_per_family_then_pooled(frame):
     corr = correlations(frame, "resque_dist", n_boot=100)
     assert corr["group"].unique().tolist() == ["frost", "gaussian_noise", "pooled"]
-    assert len(corr) == 3 * len(MEASURES)
+    assert len(corr) == 3 * len(HEADLINE)
     assert (corr.loc[corr["group"] == "pooled", "n"] == 16).all()
     assert corr.loc[corr["group"] == "frost", "spearman_rho"].iloc[0] > 0.9  # epochs rise with RESQUE
 
@@ -334,7 +337,7 @@ def test_bootstrap_is_fast_enough():
 
 def test_summary_table_shape_and_cells(frame):
     table = summary_table(correlations(frame, "resque_dist", n_boot=200))
-    assert list(table.index) == [m.label for m in MEASURES.values()]
+    assert list(table.index) == [ALL_MEASURES[m].label for m in HEADLINE]
     assert {"n", "censored", "Pearson r", "Spearman ρ", "Kendall τ", "note"} == set(table.columns)
     assert table.loc["Epochs", "Spearman ρ"].count("[") == 1
     small = summary_table(correlations(synthetic_frame([0.1, 0.2], [1, 2]), measures=["epochs"]))
@@ -358,9 +361,9 @@ def test_findings_state_numbers_and_caveats(frame):
 
 
 def test_plot_scatter_has_one_axes_per_measure_and_a_censored_legend(frame):
-    fig = plot_scatter(frame, "resque_dist", MEASURES)
+    fig = plot_scatter(frame, "resque_dist", HEADLINE)
     try:
-        assert len(fig.axes) == len(MEASURES)
+        assert len(fig.axes) == len(HEADLINE)
         labels = [text.get_text() for legend in fig.legends for text in legend.get_texts()]
         assert "censored (target not reached)" in labels and "frost" in labels
     finally:

@@ -10,6 +10,7 @@ from scipy.stats import ortho_group
 from torch.utils.data import TensorDataset
 from toy import patterned_images, reference_embeddings, toy_cnn, with_gaussian_noise
 
+import resque
 from resque.predictors import shift as bd
 from resque.errors import DataError, DegenerateEmbeddingError, InvalidParameterError
 
@@ -160,9 +161,9 @@ def test_functional_errors():
 
 # --- model level -----------------------------------------------------------------------------
 
-def test_direction_table_covers_metrics():
-    assert set(bd.DIRECTION) == set(bd.SHIFT_SIGN) == set(bd.METRICS)
-    assert bd.SHIFT_SIGN["cka"] == -1 and "SMALLER" in bd.DIRECTION["cka"]
+def test_cka_reads_as_a_similarity():
+    assert resque.get_predictor("cka").sign == -1 and "SMALLER" in resque.get_predictor("cka").reading
+    assert all(resque.get_predictor(m).sign == 1 for m in bd.METRICS if m != "cka")
 
 
 def test_model_level_agrees_with_functional():

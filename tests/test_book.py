@@ -8,7 +8,6 @@ copied into tmp_path, so nothing is written into the repository.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import re
@@ -24,6 +23,7 @@ nbformat = pytest.importorskip("nbformat")  # the book's tools: the `book` extra
 pytest.importorskip("matplotlib")
 
 from resque.cost.records import RunRecord
+from resque.cli import main as cli_main
 from resque.study import book
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,13 +245,11 @@ def test_strict_build_fails_with_the_warning(tmp_path):
 def test_book_command(tmp_path, capsys):
     results = synthetic_results(tmp_path / "results", runs={"source-seed0": ("Source model", {})})
     root = book_sources(tmp_path / "site")
-    parser = book.add_book_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--results", str(results), "--book-dir", str(root), "--output", str(tmp_path / "out")])
-    assert book.book_command(args) == 0
+    command = ["book", "build", "--results", str(results), "--book-dir", str(root), "--output", str(tmp_path / "out")]
+    assert cli_main(command) == 0
     assert (tmp_path / "out" / "_build" / "html" / "index.html").is_file()
     assert "index.html" in capsys.readouterr().out
-    args = parser.parse_args(["--results", str(tmp_path / "nowhere"), "--book-dir", str(root)])
-    assert book.book_command(args) == 1
+    assert cli_main(["book", "build", "--results", str(tmp_path / "nowhere"), "--book-dir", str(root)]) == 1
     assert "not a folder" in capsys.readouterr().err
 
 

@@ -18,11 +18,10 @@ from resque.forecast import (
     Prediction,
     fit_forecast,
     forecast,
-    leave_one_out,
     mean_fit,
     ols_fit,
-    plot_predicted_vs_measured,
 )
+from resque.study.analysis import leave_one_out, plot_predicted_vs_measured
 from resque.cost.records import RunRecord
 
 INTERCEPT, SLOPE, NOISE = 2.0, 30.0, 1.0

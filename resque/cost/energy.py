@@ -32,11 +32,11 @@ training run never dies for want of an energy counter.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..checks import did_you_mean
 from ..errors import InvalidParameterError
 
 __all__ = [
@@ -282,8 +282,8 @@ def _check_country(country_iso_code) -> str:
     known = sorted(DataSource().get_global_energy_mix_data())
     code = country_iso_code.upper() if isinstance(country_iso_code, str) else country_iso_code
     if code not in known:
-        close = difflib.get_close_matches(str(code), known, n=3)
-        hint = "Did you mean " + " or ".join(repr(c) for c in close) + "? " if close else ""
+        hint = did_you_mean(code, known)
+        hint = hint + " " if hint else ""
         raise InvalidParameterError(
             "country_iso_code",
             country_iso_code,

@@ -36,15 +36,15 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import RecordError
+from ..io import write_json
 
-__all__ = ["SCHEMA", "RunRecord", "RecordError", "load_record", "provenance"]
+__all__ = ["SCHEMA", "RunRecord", "RecordError", "RecordsRead", "load_record", "read_records", "provenance"]
 
 SCHEMA = "resque-run/1"
 
@@ -72,29 +72,14 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def censored(self) -> bool:
+        """The run stopped without reaching its target: its costs are lower bounds of reaching it."""
+        return self.stop_reason != "reached"
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the record as JSON, atomically (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=True, default=_jsonable)
-        handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        return path
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+        return write_json(path, self.to_dict(), allow_nan=True, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:
@@ -136,6 +121,60 @@ def load_record(path: str | os.PathLike, *, require_complete: bool = False) -> R
     if require_complete and not record.complete:
         raise RecordError(f"{str(path)!r} is the record of a run that did not finish ({record.error or 'no error recorded'}).")
     return record
+
+
+@dataclass
+class RecordsRead:
+    """What :func:`read_records` found in a folder.
+
+    Attributes
+    ----------
+    records : list of RunRecord
+        Every readable record, complete or not, sorted by file name.
+    unreadable : dict of str to str
+        File name -> why it could not be read (corrupt, foreign schema...).
+        Never dropped silently: pages and tables that count records name these.
+    folder : Path
+    missing : bool
+        The folder does not exist (a study not run yet).
+    """
+
+    records: list[RunRecord]
+    unreadable: dict[str, str]
+    folder: Path
+    missing: bool = False
+
+    def complete(self, kind: str | None = None) -> list[RunRecord]:
+        """The records of finished runs, of one `kind` if given."""
+        return [r for r in self.records if r.complete and (kind is None or r.kind == kind)]
+
+    def describe_unreadable(self) -> str:
+        """One sentence naming the unreadable files and why, or ``""``."""
+        if not self.unreadable:
+            return ""
+        names = "; ".join(f"{name}: {why}" for name, why in sorted(self.unreadable.items()))
+        return f"{len(self.unreadable)} unreadable record file(s) in {str(self.folder)!r}: {names}"
+
+
+def read_records(folder: str | os.PathLike) -> RecordsRead:
+    """Every ``*.json`` record in `folder` (or in its ``records/`` subfolder), with the unreadable ones named.
+
+    This is the one reader of record folders: the study's runner, analysis,
+    book and the forecast all use it, so a corrupt file is treated the same way
+    everywhere: it is listed in ``unreadable`` with the reason, never skipped
+    without a word.
+    """
+    root = Path(folder)
+    folder = root / "records" if (root / "records").is_dir() else root
+    if not folder.is_dir():
+        return RecordsRead([], {}, folder, missing=True)
+    records, unreadable = [], {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            records.append(load_record(path))
+        except RecordError as error:
+            unreadable[path.name] = str(error)
+    return RecordsRead(records, unreadable, folder)
 
 
 def _git_commit() -> str | None:

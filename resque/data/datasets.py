@@ -29,7 +29,6 @@ import inspect
 import os
 import shutil
 import socket
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from PIL import Image
 from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import DataError, InvalidParameterError
+from ..io import atomic_path
 from ..registry import Registry
 from .splits import stratified_partition
 
@@ -434,15 +434,8 @@ def _unpack_gzip(source: Path, destination: Path) -> None:
     """Gunzip `source` to `destination` through a temporary file, so that an
     interrupted or concurrent unpack never leaves a truncated file behind."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=destination.parent, prefix=destination.name, suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out, gzip.open(source, "rb") as packed:
-            shutil.copyfileobj(packed, out, length=1 << 20)
-        os.replace(partial, destination)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(partial)
-        raise
+    with atomic_path(destination) as partial, open(partial, "wb") as out, gzip.open(source, "rb") as packed:
+        shutil.copyfileobj(packed, out, length=1 << 20)
 
 
 def _fashion_mnist_missing_message(root: Path, missing: list[str], reason: str) -> str:

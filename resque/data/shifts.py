@@ -46,6 +46,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import DataError, InvalidParameterError
+from ..checks import check_int, check_seed
 from ..registry import Registry
 
 __all__ = [
@@ -194,8 +195,8 @@ class ShiftFamily:
         """Shift a batch; see :func:`apply_shift` for the parameters."""
         _check_images(images)
         value = self.check_intensity(intensity)
-        _check_index("seed", seed)
-        _check_index("first_index", first_index, minimum=0)
+        seed = check_seed(seed)
+        first_index = check_int("first_index", first_index, minimum=0)
         self.check_options(options)
         if value == 0.0 or images.shape[0] == 0:
             return images.clone()  # the identity, exactly, with no float round trip
@@ -307,11 +308,6 @@ def _check_images(images) -> None:
             f"images must have values in [0, 1] (no NaN); got min {low:g}, max {high:g}. "
             f"Shift images before normalising them.{hint}"
         )
-
-
-def _check_index(parameter: str, value, minimum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (minimum is not None and value < minimum):
-        raise InvalidParameterError(parameter, value, "an integer" + (f" >= {minimum}" if minimum is not None else ""))
 
 
 # --------------------------------------------------------------------------- #
@@ -723,8 +719,8 @@ class ShiftedDataset(Dataset):
         family = create_shift(shift)
         family.check_intensity(intensity)
         family.check_options(options)
-        _check_index("seed", seed)
-        _check_index("batch_size", batch_size, minimum=1)
+        seed = check_seed(seed)
+        batch_size = check_int("batch_size", batch_size, minimum=1)
         self.dataset = dataset
         self.shift = shift
         self.intensity = intensity

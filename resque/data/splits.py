@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..errors import DataError, InvalidParameterError
+from ..checks import check_seed
 
 __all__ = [
     "PROTOCOL_FRACTIONS",
@@ -81,12 +82,6 @@ def targets_of(data: Any) -> torch.Tensor:
     if len(labels) and int(labels.min()) < 0:
         raise DataError(f"labels must be non-negative; found {int(labels.min())}")
     return labels
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidParameterError("seed", seed, "a non-negative int")
-    return int(seed)
 
 
 def _check_fractions(fractions: Any) -> np.ndarray:
@@ -147,7 +142,7 @@ def stratified_partition(data: Any, fractions: Sequence[float], seed: int = 0) -
     """
     labels = targets_of(data).numpy()
     shares = _check_fractions(fractions)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if len(labels) == 0:
         raise DataError("cannot split an empty dataset")
     order, rank, class_size = _class_ranks(labels, seed)
@@ -263,7 +258,7 @@ def subsample_per_class(data: Any, n_per_class: int, seed: int = 0, allow_fewer:
     if isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)) or n_per_class < 1:
         raise InvalidParameterError("n_per_class", n_per_class, "a positive int")
     labels = targets_of(data).numpy()
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if len(labels) == 0:
         raise DataError("cannot subsample an empty dataset")
     order, rank, class_size = _class_ranks(labels, seed)

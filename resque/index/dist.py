@@ -19,6 +19,7 @@ from torch import nn
 
 from .embedding import layer_outputs
 from ..errors import ClassMismatchError, DataError, FingerprintError
+from ..io import atomic_path
 from .functional import accumulate_class_sums, class_angles, pool_embedding
 
 __all__ = ["ClassSums", "DistResult", "fingerprint", "load_fingerprint", "resque_dist", "model_digest"]
@@ -106,16 +107,15 @@ class ClassSums:
         """
         from safetensors.torch import save_file
 
-        path = os.fspath(path)
-        tmp = path + ".tmp"
         metadata = {
             "format": FINGERPRINT_FORMAT,
             "layer": self.layer,
             "model_digest": self.model_digest,
             "classes": json.dumps(self.classes),
         }
-        save_file({"sums": self.sums.cpu().contiguous(), "counts": self.counts.cpu().contiguous()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        tensors = {"sums": self.sums.cpu().contiguous(), "counts": self.counts.cpu().contiguous()}
+        with atomic_path(path) as temporary:
+            save_file(tensors, str(temporary), metadata=metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ClassSums":

@@ -9,7 +9,6 @@ model in ``eval()`` mode on the right device and restores it afterwards.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import warnings
 from collections.abc import Iterator
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from ..checks import close_matches
 from ..errors import DataError, InvalidParameterError, LayerNotFoundError
 
 __all__ = ["find_layer", "as_loader", "model_device", "layer_outputs", "model_outputs", "DEFAULT_BATCH_SIZE"]
@@ -35,7 +35,7 @@ def find_layer(model: nn.Module, layer: str) -> nn.Module:
     if layer in modules and layer != "":
         return modules[layer]
     valid = [name for name in modules if name]
-    close = difflib.get_close_matches(layer, valid, n=3, cutoff=0.5)
+    close = close_matches(layer, valid, cutoff=0.5)
     raise LayerNotFoundError(layer, close, valid)
 
 

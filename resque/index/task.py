@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from .embedding import layer_outputs
-from ..errors import DataError, DegenerateEmbeddingError, InvalidParameterError
+from ..checks import check_choice
+from ..errors import DataError, DegenerateEmbeddingError
 from .functional import POOLS, adjusted_rand_index, class_centroids, kmeans_labels, pool_embedding
 
 __all__ = ["INITS", "TaskResult", "resque_task", "resque_task_variants"]
@@ -61,11 +62,6 @@ class TaskResult:
         )
 
 
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise InvalidParameterError(name, value, allowed)
-
-
 def _collect(model, data, layer, pools, options) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One pass; embeddings for every requested pool, on the CPU, plus labels."""
     chunks: dict[str, list[torch.Tensor]] = {pool: [] for pool in pools}
@@ -95,7 +91,7 @@ def task_from_embeddings(
     -------
     (value, ari, n_classes, n_iter)
     """
-    _check_choice("init", init, INITS)
+    check_choice("init", init, INITS)
     classes, dense = torch.unique(labels, return_inverse=True)
     n_classes = int(classes.numel())
     if n_classes < 2:
@@ -170,8 +166,8 @@ def resque_task(
     >>> float(resque.resque_task(model, new_task_set, layer="features"))  # doctest: +SKIP
     0.4127
     """
-    _check_choice("pool", pool, POOLS)
-    _check_choice("init", init, INITS)
+    check_choice("pool", pool, POOLS)
+    check_choice("init", init, INITS)
     embeddings, labels = _collect(model, data, layer, (pool,), _options(device, batch_size, num_workers, progress))
     value, ari, n_classes, n_iter = task_from_embeddings(embeddings[pool], labels, init, seed)
     return TaskResult(value, ari, pool, init, int(labels.numel()), n_classes, n_iter, layer)

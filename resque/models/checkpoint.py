@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError, InvalidParameterError
+from ..io import atomic_path
 from .zoo import _is_plain, create_model, list_models
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint_config"]
@@ -91,18 +91,11 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra_config) -
         "resque_version": __version__,
         "torch_version": torch.__version__,
     }
-    # Same folder as the target, so the final os.replace is an atomic rename.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
     try:
-        save_file(tensors, temporary, metadata=metadata)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())  # data on disk before the rename makes it visible
-        os.replace(temporary, path)
-    except BaseException as exc:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(exc, Exception):
-            raise CheckpointError(path, f"could not be written ({exc}).") from exc
+        with atomic_path(path) as temporary:
+            save_file(tensors, str(temporary), metadata=metadata)
+    except Exception as exc:
+        raise CheckpointError(path, f"could not be written ({exc}).") from exc
         raise  # KeyboardInterrupt and friends pass through, after the cleanup
     return path
 

@@ -51,6 +51,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import InvalidParameterError
+from ..checks import check_int, check_real
 from ..registry import Registry
 
 __all__ = [
@@ -73,21 +74,10 @@ MODELS = Registry("model")
 # --------------------------------------------------------------------------- checks
 
 
-def _check_positive_int(parameter: str, value, minimum: int = 1) -> None:
-    # bool is an int subclass; `True` classes is a typo, not a count.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidParameterError(parameter, value, f"an integer >= {minimum}")
-
-
-def _check_probability(parameter: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise InvalidParameterError(parameter, value, "a number in [0, 1)")
-
-
 def _check_shape(num_classes, in_channels, image_size, min_size: int = 1) -> None:
-    _check_positive_int("num_classes", num_classes)
-    _check_positive_int("in_channels", in_channels)
-    _check_positive_int("image_size", image_size, min_size)
+    check_int("num_classes", num_classes, minimum=1)
+    check_int("in_channels", in_channels, minimum=1)
+    check_int("image_size", image_size, minimum=min_size)
 
 
 def _is_plain(value) -> bool:
@@ -187,9 +177,9 @@ class SmallCNN(nn.Module):
 def small_cnn(*, num_classes=10, in_channels=1, image_size=28, width=16, hidden=128, dropout=0.3):
     """Small CNN for 28x28 grey images (Fashion-MNIST); see :class:`SmallCNN`."""
     _check_shape(num_classes, in_channels, image_size, min_size=8)
-    _check_positive_int("width", width)
-    _check_positive_int("hidden", hidden)
-    _check_probability("dropout", dropout)
+    check_int("width", width, minimum=1)
+    check_int("hidden", hidden, minimum=1)
+    check_real("dropout", dropout, minimum=0.0, maximum=1.0, closed_max=False)
     return SmallCNN(num_classes, in_channels, image_size, width, hidden, dropout)
 
 
@@ -269,7 +259,7 @@ class ResNet(nn.Module):
 def resnet18(*, num_classes=10, in_channels=3, image_size=32, width=64):
     """ResNet-18, CIFAR-style (3x3 stem, no max-pool); see :class:`ResNet`."""
     _check_shape(num_classes, in_channels, image_size)
-    _check_positive_int("width", width)
+    check_int("width", width, minimum=1)
     return ResNet(num_classes, in_channels, blocks=(2, 2, 2, 2), width=width)
 
 
@@ -431,7 +421,7 @@ def vit_tiny(
     """A 6-block ViT with 4x4 patches for 32x32 inputs (64 tokens of width 192); see :class:`VisionTransformer`."""
     _check_shape(num_classes, in_channels, image_size)
     for parameter, value in [("patch_size", patch_size), ("dim", dim), ("depth", depth), ("num_heads", num_heads)]:
-        _check_positive_int(parameter, value)
+        check_int(parameter, value, minimum=1)
     if image_size % patch_size:
         raise InvalidParameterError(
             "patch_size", patch_size, f"a divisor of image_size={image_size}", "Patches must tile the image."
@@ -590,7 +580,7 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
     torch.nn.Linear
         The new head, on the old head's device and dtype.
     """
-    _check_positive_int("num_classes", num_classes)
+    check_int("num_classes", num_classes, minimum=1)
     name = head_name(model)
     old = model.get_submodule(name)
     if not isinstance(old, nn.Linear):

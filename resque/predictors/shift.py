@@ -8,9 +8,9 @@ model-level functions (:func:`accuracy_drop`, :func:`mmd`, :func:`frechet`,
 :func:`cka`, :func:`baseline_scores`) collect mean-pooled embeddings with
 :func:`shift_embeddings` and return a :class:`ShiftScore`.
 
-Signs differ between baselines: see :data:`DIRECTION` (words) and
-:data:`SHIFT_SIGN` (``+1`` when a larger value means a larger shift, ``-1`` for
-the CKA similarity), so an analysis can orient every score the same way.
+Signs differ between baselines (CKA is a similarity, the others grow with
+the shift): each one's sign and reading are in the predictor registry
+(:func:`resque.get_predictor`), so an analysis can orient every score the same way.
 
 All statistics are computed in float64 on the CPU after collection, whatever
 device the forward pass ran on.
@@ -23,17 +23,15 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy.spatial.distance import cdist, pdist
 from torch import nn
 
 from ..index.embedding import model_outputs  # the shared forward pass (re-exported here)
 from ..errors import DataError, DegenerateEmbeddingError, InvalidParameterError
+from ..checks import check_int, check_seed
 from ..index.functional import pool_embedding
 
 __all__ = [
-    "DIRECTION",
     "METRICS",
-    "SHIFT_SIGN",
     "ShiftEmbeddings",
     "ShiftScore",
     "accuracy_drop",
@@ -49,20 +47,6 @@ __all__ = [
     "model_outputs",
     "shift_embeddings",
 ]
-
-#: How to read each baseline's value.
-DIRECTION = {
-    "accuracy_drop": "higher = larger shift (accuracy lost, in [-1, 1])",
-    "mmd": "higher = larger shift (0 = same distribution; the unbiased estimate can dip slightly below 0)",
-    "frechet": "higher = larger shift (0 = same mean and covariance)",
-    "cka": "similarity: higher = SMALLER shift (1 = representations unchanged; 1 - cka is a shift size)",
-}
-
-#: +1 where a larger value means a larger shift, -1 where it means a smaller one.
-SHIFT_SIGN = {"accuracy_drop": 1, "mmd": 1, "frechet": 1, "cka": -1}
-
-#: The metric names :func:`baseline_scores` accepts.
-METRICS = tuple(DIRECTION)
 
 #: Images kept per dataset by default: the kernel methods cost O(N^2) time and memory.
 DEFAULT_MAX_IMAGES = 2000
@@ -158,11 +142,10 @@ def _collect(model, data, layer, name, max_images, seed, options) -> dict:
     return result
 
 
-def _check_sampling(max_images, seed) -> None:
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 2):
-        raise InvalidParameterError("max_images", max_images, "an integer >= 2, or None to keep every image")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InvalidParameterError("seed", seed, "an integer")
+def _check_sampling(max_images, seed) -> tuple[int | None, int]:
+    if max_images is not None:
+        max_images = check_int("max_images", max_images, minimum=2, allowed="an integer >= 2, or None to keep every image")
+    return max_images, check_seed(seed)
 
 
 def shift_embeddings(
@@ -207,7 +190,7 @@ def shift_embeddings(
     >>> e = shift_embeddings(model, clean_set, noisy_set, "features")  # doctest: +SKIP
     >>> mmd_rbf(e.original, e.shifted)                                 # doctest: +SKIP
     """
-    _check_sampling(max_images, seed)
+    max_images, seed = _check_sampling(max_images, seed)
     options = {"device": device, "batch_size": batch_size, "num_workers": num_workers, "progress": progress}
     o = _collect(model, original, layer, "original", max_images, seed, options)
     s = _collect(model, shifted, layer, "shifted", max_images, seed, options)
@@ -276,6 +259,8 @@ def median_heuristic(x, y=None) -> float:
         y = _as_matrix(y, "y")
         _same_width(pooled, y)
         pooled = np.concatenate([pooled, y])
+    from scipy.spatial.distance import pdist  # scipy comes with scikit-learn; imported when used
+
     distances = pdist(pooled)  # (P (P - 1) / 2,)
     median = float(np.median(distances))
     if median > 0:
@@ -322,6 +307,8 @@ def mmd_rbf(x, y, bandwidth: float | None = None) -> float:
         raise InvalidParameterError("bandwidth", bandwidth, "a positive finite number, or None for the median heuristic")
     gamma = 1.0 / (2.0 * float(bandwidth) ** 2)
     m, n = x.shape[0], y.shape[0]
+    from scipy.spatial.distance import cdist
+
     k_xx = np.exp(-gamma * cdist(x, x, "sqeuclidean"))  # (m, m)
     k_yy = np.exp(-gamma * cdist(y, y, "sqeuclidean"))  # (n, n)
     k_xy = np.exp(-gamma * cdist(x, y, "sqeuclidean"))  # (m, n)
@@ -478,7 +465,7 @@ def linear_cka(x, y) -> float:
 
 @dataclass(frozen=True)
 class ShiftScore:
-    """One baseline's value. ``float(score)`` is the value; see :data:`DIRECTION` for its sign.
+    """One baseline's value. ``float(score)`` is the value; its sign: ``ShiftScore.direction``.
 
     Attributes
     ----------
@@ -505,8 +492,10 @@ class ShiftScore:
 
     @property
     def direction(self) -> str:
-        """How to read the value (from :data:`DIRECTION`)."""
-        return DIRECTION[self.metric]
+        """How to read the value (from the predictor registry)."""
+        from .registry import get_predictor
+
+        return get_predictor(self.metric).reading
 
 
 def _accuracy_score(e: ShiftEmbeddings) -> ShiftScore:
@@ -754,10 +743,11 @@ def baseline_scores(
         model, original, shifted, layer, max_images=max_images, seed=seed,
         device=device, batch_size=batch_size, num_workers=num_workers, progress=progress,
     )
-    compute = {
-        "accuracy_drop": lambda: _accuracy_score(e),
-        "mmd": lambda: _mmd_score(e, bandwidth),
-        "frechet": lambda: _frechet_score(e, eps),
-        "cka": lambda: _cka_score(e),
-    }
-    return {m: compute[m]() for m in metrics}
+    options = {"mmd": {"bandwidth": bandwidth}, "frechet": {"eps": eps}}
+    return {m: _SCORERS[m](e, **options.get(m, {})) for m in metrics}
+
+
+#: Each baseline from the embeddings of one pass (signs and labels: resque.predictors.registry).
+_SCORERS = {"accuracy_drop": _accuracy_score, "mmd": _mmd_score, "frechet": _frechet_score, "cka": _cka_score}
+#: The metric names :func:`baseline_scores` accepts.
+METRICS = tuple(_SCORERS)

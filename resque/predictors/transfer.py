@@ -6,8 +6,9 @@ from their papers' definitions as plain functions on arrays, and
 :func:`task_scores` computes all of them from one forward pass of the source
 model over the new task's data.
 
-Every score here is "higher = easier transfer" (see :data:`DIRECTION`), the
-opposite sign of RESQUE_task ("higher = harder").
+Every score here is "higher = easier transfer", the opposite sign of
+RESQUE_task ("higher = harder"); the predictor registry
+(:func:`resque.get_predictor`) records it.
 
 References
 ----------
@@ -36,10 +37,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..index.embedding import model_outputs
 from ..errors import DataError, InvalidParameterError
+from ..checks import check_choice, check_int
 from ..index.functional import pool_embedding
 
 __all__ = [
-    "DIRECTION",
     "SCORES",
     "gbc",
     "h_score",
@@ -50,20 +51,6 @@ __all__ = [
     "nce",
     "task_scores",
 ]
-
-#: Which way each score points; RESQUE_task itself is "higher = harder".
-DIRECTION = {
-    "logme": "higher = easier transfer",
-    "leep": "higher = easier transfer",
-    "nce": "higher = easier transfer",
-    "h_score": "higher = easier transfer",
-    "gbc": "higher = easier transfer",
-    "knn_accuracy": "higher = easier transfer",
-    "linear_probe_accuracy": "higher = easier transfer",
-}
-
-#: The scores :func:`task_scores` returns, in order.
-SCORES = tuple(DIRECTION)
 
 #: Forward-pass options :func:`task_scores` passes on to :func:`resque.index.embedding.layer_outputs`.
 _PASS_OPTIONS = ("device", "batch_size", "num_workers", "progress")
@@ -112,12 +99,6 @@ def _check_labels(labels, n_rows: int, rows_name: str = "features") -> tuple[np.
             f"({classes.tolist()}); a one-class task has nothing to separate."
         )
     return dense.reshape(-1), int(classes.size)
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidParameterError(name, value, "a positive integer")
-    return int(value)
 
 
 # --------------------------------------------------------------------------- LogME
@@ -366,7 +347,7 @@ def gbc(features, labels, *, pca_dims: int = GBC_PCA_DIMS) -> float:
     """
     x = _check_features(features)
     dense, n_classes = _check_labels(labels, x.shape[0])
-    pca_dims = _check_positive_int("pca_dims", pca_dims)
+    pca_dims = check_int("pca_dims", pca_dims, minimum=1, allowed="a positive integer")
     centred = x - x.mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)  # rows of vt: principal directions
     projected = centred @ vt[:pca_dims].T  # (N, d)
@@ -432,7 +413,7 @@ def knn_accuracy(features, labels, k: int = 5, seed: int = 0) -> float:
     """
     from sklearn.neighbors import KNeighborsClassifier
 
-    k = _check_positive_int("k", k)
+    k = check_int("k", k, minimum=1, allowed="a positive integer")
     x = _check_features(features)
     # Every training fold holds at least half the images, so k never exceeds it.
     return _cv_accuracy(KNeighborsClassifier(n_neighbors=max(1, min(k, x.shape[0] // 2))), x, labels, seed)
@@ -506,7 +487,8 @@ def _collect_with_logits(model, data, layer, max_images, options):
     return torch.cat(embeddings).numpy(), torch.cat(logits), torch.cat(labels).numpy()
 
 
-def task_scores(model: nn.Module, data, layer: str, *, seed: int = 0, max_images: int | None = None, **options) -> dict[str, float]:
+def task_scores(model: nn.Module, data, layer: str, *, names=None, seed: int = 0, max_images: int | None = None,
+                **options) -> dict[str, float]:
     """Every transferability baseline for one model layer, from one forward pass.
 
     The pass captures the mean-pooled embedding of `layer` (features for LogME,
@@ -522,6 +504,8 @@ def task_scores(model: nn.Module, data, layer: str, *, seed: int = 0, max_images
         Labelled images of the new task, yielding ``(image, label)``.
     layer : str
         Name from ``model.named_modules()``.
+    names : sequence of str, optional
+        Which scores to compute, from :data:`SCORES` (default: all).
     seed : int, default 0
         Picks the `max_images` subset and shuffles the probes' folds.
     max_images : int, optional
@@ -534,8 +518,8 @@ def task_scores(model: nn.Module, data, layer: str, *, seed: int = 0, max_images
     Returns
     -------
     dict[str, float]
-        ``{name: score}`` for every name in :data:`SCORES`; all are "higher =
-        easier transfer" (:data:`DIRECTION`).
+        ``{name: score}`` for every name in `names`, in that order; all are
+        "higher = easier transfer".
 
     Examples
     --------
@@ -548,16 +532,26 @@ def task_scores(model: nn.Module, data, layer: str, *, seed: int = 0, max_images
         raise InvalidParameterError(
             "options", unknown[0], _PASS_OPTIONS, hint="Other keyword arguments of task_scores are seed and max_images."
         )
+    names = SCORES if names is None else ((names,) if isinstance(names, str) else tuple(names))
+    for name in names or ("",):
+        check_choice("names", name, SCORES)
     if max_images is not None:
-        max_images = _check_positive_int("max_images", max_images)
+        max_images = check_int("max_images", max_images, minimum=1, allowed="a positive integer")
     features, logits, labels = _collect_with_logits(model, _limit(data, max_images, seed), layer, max_images, options)
     probs = torch.softmax(logits, dim=1).numpy()  # (N, Z), float64
-    return {
-        "logme": logme(features, labels),
-        "leep": leep(probs, labels),
-        "nce": nce(probs.argmax(1), labels),
-        "h_score": h_score(features, labels),
-        "gbc": gbc(features, labels),
-        "knn_accuracy": knn_accuracy(features, labels, seed=seed),
-        "linear_probe_accuracy": linear_probe_accuracy(features, labels, seed=seed),
-    }
+    inputs = {"features": features, "probs": probs, "labels": labels, "seed": seed}
+    return {name: float(_SCORERS[name](**inputs)) for name in names}
+
+
+#: Each score from the outputs of one pass (its sign and label: resque.predictors.registry).
+_SCORERS = {
+    "logme": lambda features, labels, **_: logme(features, labels),
+    "leep": lambda probs, labels, **_: leep(probs, labels),
+    "nce": lambda probs, labels, **_: nce(probs.argmax(1), labels),
+    "h_score": lambda features, labels, **_: h_score(features, labels),
+    "gbc": lambda features, labels, **_: gbc(features, labels),
+    "knn_accuracy": lambda features, labels, seed, **_: knn_accuracy(features, labels, seed=seed),
+    "linear_probe_accuracy": lambda features, labels, seed, **_: linear_probe_accuracy(features, labels, seed=seed),
+}
+#: The scores :func:`task_scores` computes, in order.
+SCORES = tuple(_SCORERS)

@@ -28,7 +28,6 @@ Command line (wired as ``resque book build``): see :func:`book_command`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ResqueError
+from ..errors import BookBuildError, BookError, ResqueError
 from ..cost.records import RecordError, RunRecord, load_record
 
 __all__ = [
@@ -47,8 +46,6 @@ __all__ = [
     "BookBuildError",
     "assemble",
     "build",
-    "book_command",
-    "add_book_arguments",
     "notebook_title",
     "HEADLINE_TAG",
 ]
@@ -71,33 +68,6 @@ SINGLE_PAGES = {
 #: fonts, and what it loads on demand (TeX extensions, menu, accessibility).
 MATHJAX_PARTS = ["tex-mml-chtml.js", "output/chtml", "input/tex/extensions", "input/mml", "ui", "a11y", "adaptors"]
 MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
-
-
-class BookError(ResqueError):
-    """The book cannot be assembled (e.g. the results folder does not exist)."""
-
-
-class BookBuildError(BookError, RuntimeError):
-    """``jupyter-book build`` failed or warned (with ``-W``).
-
-    Attributes
-    ----------
-    command : list of str
-        The command that ran.
-    returncode : int
-    log_tail : str
-        The warnings and errors it printed (or its last lines).
-    """
-
-    def __init__(self, command: list[str], returncode: int, log_tail: str):
-        self.command = command
-        self.returncode = returncode
-        self.log_tail = log_tail
-        super().__init__(
-            f"The book build failed (exit status {returncode}): {' '.join(command)}\n{log_tail}\n"
-            "Every warning is an error in this build (-W); fix the page or notebook it names, "
-            "or pass strict=False (--no-strict) to see the book anyway."
-        )
 
 
 # --------------------------------------------------------------------------- notebooks
@@ -771,51 +741,3 @@ def build(
 
 
 # --------------------------------------------------------------------------- command line
-
-
-def add_book_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the options of ``resque book build`` to `parser` (a subcommand's parser)."""
-    parser.add_argument("--results", default=None,
-                        help="the study's results folder (default: $RESQUE_RESULTS/<profile>, else results/<profile>)")
-    parser.add_argument("--profile", default="quick",
-                        help="with no --results: read results/<profile> (default: quick)")
-    parser.add_argument("--book-dir", default=".", help="the book's root, holding _config.yml (default: .)")
-    parser.add_argument("--output", default=None, help="where _build/ goes (default: the book's root)")
-    parser.add_argument("--no-strict", dest="strict", action="store_false",
-                        help="let warnings pass (the default, like CI, fails on any warning: -W -n)")
-    return parser
-
-
-def book_command(args: argparse.Namespace) -> int:
-    """``resque book build``: assemble and build the book; print where it is.
-
-    `args` carries the options of :func:`add_book_arguments` (missing ones take
-    their defaults): ``results``, ``profile``, ``book_dir``, ``output``, ``strict``.
-    Returns the exit status (0, or 1 with the build's warnings on stderr)::
-
-        resque book build --results results/quick      # -> _build/html/index.html
-        resque book build --profile full --no-strict
-    """
-    results = getattr(args, "results", None)
-    if not results:
-        from .runner import default_results_dir  # $RESQUE_RESULTS/<profile>, else results/<profile>
-
-        results = default_results_dir(getattr(args, "profile", None) or "quick")
-    try:
-        index = build(results, getattr(args, "book_dir", "."), strict=getattr(args, "strict", True),
-                      output_dir=getattr(args, "output", None))
-    except BookError as error:
-        print(str(error), file=sys.stderr)
-        return 1
-    print(f"The book is at {Path(index).resolve()}  (open it in a browser: file://{Path(index).resolve()})")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m resque.study.book --results DIR``, until the ``resque book build`` command exists."""
-    parser = add_book_arguments(argparse.ArgumentParser(prog="python -m resque.study.book", description=__doc__.split("\n")[0]))
-    return book_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..cost.measures import MEASURES
 from ..cost.records import RunRecord
 
 __all__ = ["CURVES", "angle_bars", "energy_vs_time", "image_grid", "training_curves"]
@@ -21,12 +22,15 @@ __all__ = ["CURVES", "angle_bars", "energy_vs_time", "image_grid", "training_cur
 CURVES = {
     "val_accuracy": (("val_accuracy",), "validation accuracy", "Validation accuracy"),
     "train_loss": (("train_loss",), "training loss (cross-entropy)", "Training loss"),
-    "grad_norm": (("grad_norm_mean", "grad_norm_last"), "global L2 gradient norm", "Gradient norm"),
-    "param_change": (("param_change_from_start",), "RMS change from start", "Parameter change from the start"),
-    "energy": (("energy_kwh",), "energy per epoch (kWh)", "Energy per epoch"),
+    "grad_norm": (("grad_norm_mean", "grad_norm_last"), "global L2 gradient norm", MEASURES["grad_norm_last"].label),
+    "param_change": (("param_change_from_start",), MEASURES["param_change_from_start"].unit,
+                     MEASURES["param_change_from_start"].label),
+    "energy": (("energy_kwh",), f"{MEASURES['energy_kwh'].label.lower()} per epoch ({MEASURES['energy_kwh'].unit})",
+               f"{MEASURES['energy_kwh'].label} per epoch"),
 }
 
-_KEY_LABELS = {"grad_norm_mean": "mean over steps", "grad_norm_last": "last step"}
+#: Legend of a panel with several series: each series' measure, by its unit ("L2, last step" -> "last step").
+_KEY_LABELS = {key: MEASURES[key].unit.removeprefix("L2, ") for key in ("grad_norm_mean", "grad_norm_last")}
 
 
 def _as_images(images) -> np.ndarray:

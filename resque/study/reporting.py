@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import pandas as pd
 import torch
 
 from ..cost.energy import MEASURED_SOURCES
-from ..cost.records import RunRecord, load_record
+from ..cost.measures import MEASURES
+from ..cost.records import RunRecord, read_records
 
 __all__ = [
     "ENERGY_PARTS",
@@ -39,22 +41,6 @@ __all__ = [
 
 ENERGY_PARTS = ("cpu", "ram", "gpu")
 
-#: Totals shown in cost tables: key in ``record.totals`` -> (label, unit).
-COST_MEASURES = {
-    "epochs": ("epochs", ""),
-    "steps": ("optimizer steps", ""),
-    "train_seconds": ("training time", "s"),
-    "eval_seconds": ("validation time", "s"),
-    "train_flops": ("training FLOPs (estimate)", "FLOP"),
-    "grad_norm_mean": ("mean gradient norm", ""),
-    "grad_norm_last": ("last gradient norm", ""),
-    "param_change_from_start": ("parameter change from start (RMS)", ""),
-    "energy_kwh": ("energy", "kWh"),
-    "energy_estimated_kwh": ("of which estimated", "kWh"),
-    "carbon_kg": ("carbon", "kg CO2-eq"),
-}
-
-COST_MEASURES_LABELS = [label for label, _ in COST_MEASURES.values()]
 
 _STOP_RULES = {
     "cutoff-1": "cutoff rule 1 (within {cutoff1_delta:g} of the target for {cutoff1_epochs} epochs without reaching it)",
@@ -184,8 +170,8 @@ def costs_table(record: RunRecord) -> pd.DataFrame:
         Index: measure label; columns ``value`` and ``unit``. Measures the
         record lacks (e.g. energy with tracking off) show as NaN.
     """
-    rows = {label: {"value": _number(record.totals.get(key)), "unit": unit}
-            for key, (label, unit) in COST_MEASURES.items()}
+    rows = {m.label: {"value": _number(record.totals.get(key)), "unit": m.unit}
+            for key, m in MEASURES.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "measure"
     return table
@@ -205,24 +191,24 @@ def compare_costs(record: RunRecord, scratch: RunRecord | None = None) -> pd.Dat
     Returns
     -------
     DataFrame
-        Index: measure label (the :data:`COST_MEASURES` plus stop reason and
+        Index: measure label (every measure of :data:`resque.cost.measures.MEASURES`, plus stop reason and
         accuracies); columns ``unit``, ``reuse`` and, with `scratch`,
         ``from scratch`` and ``reuse / scratch`` (below 1: reuse was cheaper).
     """
     def column(run: RunRecord) -> dict:
-        values = {label: _number(run.totals.get(key)) for key, (label, _) in COST_MEASURES.items()}
+        values = {m.label: _number(run.totals.get(key)) for key, m in MEASURES.items()}
         accuracies = [e.get("val_accuracy") for e in run.epochs]
         values["final validation accuracy"] = _number(accuracies[-1] if accuracies else None)
         values["test accuracy"] = _number(run.test_accuracy)
         values["stop reason"] = run.stop_reason
         return values
 
-    units = {label: unit for label, unit in COST_MEASURES.values()}
+    units = {m.label: m.unit for m in MEASURES.values()}
     table = pd.DataFrame({"reuse": column(record)})
     if scratch is not None:
         table["from scratch"] = pd.Series(column(scratch))
         ratios = {}
-        for label in COST_MEASURES_LABELS:
+        for label in (m.label for m in MEASURES.values()):
             reuse, fresh = table.at[label, "reuse"], table.at[label, "from scratch"]
             ratios[label] = reuse / fresh if _finite(reuse) and _finite(fresh) and fresh != 0 else float("nan")
         table["reuse / scratch"] = pd.Series(ratios)
@@ -305,10 +291,13 @@ def load_records(results_dir: str | os.PathLike, *, complete_only: bool = True) 
         A study's results directory (layout: :mod:`resque.study`).
     complete_only : bool, default True
         Skip records of runs that did not finish.
+
+    Unreadable files are named in a warning (see :func:`resque.cost.records.read_records`).
     """
-    paths = sorted(Path(results_dir, "records").glob("*.json"))
-    records = [load_record(path) for path in paths]
-    return [r for r in records if r.complete or not complete_only]
+    found = read_records(Path(results_dir, "records"))
+    if found.unreadable:  # named, never dropped without a word
+        warnings.warn(found.describe_unreadable() + ". Delete or rerun those experiments.", stacklevel=2)
+    return sorted((r for r in found.records if r.complete or not complete_only), key=lambda r: r.run_id)
 
 
 def _status(sources: Iterable[str]) -> str:

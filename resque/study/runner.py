@@ -48,7 +48,6 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameterError, ResqueError
+from ..io import write_json
 from .experiments import ResultsDir
 from .profiles import NOTEBOOKS, Experiment, expand, list_profiles, load_profile
 
@@ -317,19 +317,6 @@ def _one_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _write_json(path: Path, values: dict) -> None:
-    # Atomic, like RunRecord.save: a killed runner leaves no half-written file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(values, stream, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _describe(error: Exception) -> tuple[str, str]:
     """(type, message) of an error; for a failed cell, the error raised inside the notebook."""
     ename = getattr(error, "ename", None)
@@ -342,7 +329,7 @@ def _record_failure(experiment: Experiment, results: ResultsDir, error: Exceptio
                     template: str | os.PathLike | None, seconds: float) -> Outcome:
     """Write ``failed/<run_id>.json`` and return the failed outcome."""
     error_type, message = _describe(error)
-    _write_json(results.failure(experiment.run_id), {
+    write_json(results.failure(experiment.run_id), {
         "run_id": experiment.run_id,
         "kind": experiment.kind,
         "error_type": error_type,
@@ -353,7 +340,7 @@ def _record_failure(experiment: Experiment, results: ResultsDir, error: Exceptio
         "host": socket.gethostname(),
         "seconds": seconds,
         "utc_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    }, default=str)
     return Outcome(experiment.run_id, experiment.kind, "failed", _one_line(f"{error_type}: {message}"),
                    seconds, notebook)
 
@@ -647,7 +634,4 @@ def _write_summary(root: Path, summary: StudySummary) -> None:
         "wall_seconds": sum(i["seconds"] for i in invocations if i["done"] or i["failed"]),
         "invocations": invocations,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(content, indent=1))
-    os.replace(tmp, path)
+    write_json(path, content, default=str)

@@ -1,0 +1,93 @@
+"""Which predictor is best? Every registered predictor against every cost, oriented the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from ...predictors.registry import get_predictor, list_predictors
+from .correlations import correlations
+
+__all__ = ["pairwise_accuracy", "rank_predictors", "best_predictors"]
+
+
+def pairwise_accuracy(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Share of run pairs that `predicted` orders as `measured` does ("which retraining is cheaper?").
+
+    Pairs whose measured costs tie are left out (there is nothing to decide);
+    a tie in the prediction counts as half right. NaN when no pair differs.
+    """
+    x = np.asarray(predicted, dtype=float)
+    y = np.asarray(measured, dtype=float)
+    dx = np.sign(x[:, None] - x[None, :])
+    dy = np.sign(y[:, None] - y[None, :])
+    upper = np.triu(np.ones_like(dy, dtype=bool), k=1) & (dy != 0)
+    if not upper.any():
+        return float("nan")
+    agree = (dx[upper] == dy[upper]).sum() + 0.5 * (dx[upper] == 0).sum()
+    return float(agree / upper.sum())
+
+
+def rank_predictors(
+    frame: pd.DataFrame,
+    kind: str = "shift",
+    measures: Iterable[str] = ("epochs", "param_change_from_start", "train_flops", "energy_kwh"),
+    *,
+    by: str | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every stored predictor against every cost measure, best first per measure (and group).
+
+    Each registered predictor of `kind` (:func:`resque.list_predictors`) is
+    first oriented by its sign so that higher always means "more retraining
+    predicted"; then Spearman, Kendall and Pearson with bootstrap intervals
+    (:func:`correlations`) and :func:`pairwise_accuracy` are computed.
+
+    `by` (e.g. ``"family"``) ranks within each group as well as pooled.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (group, measure, predictor): n, the three correlations
+        with their intervals, pairwise accuracy, and ``rank`` (1 = highest
+        Spearman rho for that group and measure). Predictors absent from the
+        runs are left out.
+    """
+    signs = {name: get_predictor(name).sign for name in list_predictors(kind)}
+    runs = frame[frame["kind"] == kind].copy()
+    present = [name for name in signs if name in runs and runs[name].notna().sum() >= 3]
+    if runs.empty or not present:
+        return pd.DataFrame(columns=["group", "measure", "predictor", "label", "n", "spearman_rho", "rank"])
+    oriented = runs.copy()
+    for name in present:
+        oriented[name] = signs[name] * runs[name]
+    measures = [m for m in measures if m in runs]
+    corr = correlations(oriented, present, measures, by=by, n_boot=n_boot, seed=seed).copy()
+    corr["predictor"] = corr["estimator"]
+    corr["label"] = [get_predictor(p).label for p in corr["predictor"]]
+    members = {g: oriented if g == "pooled" else oriented[oriented[by] == g] for g in corr["group"].unique()}
+    corr["pairwise_accuracy"] = [
+        pairwise_accuracy(*_finite_pair(members[g], p, m))
+        for g, p, m in zip(corr["group"], corr["predictor"], corr["measure"])
+    ]
+    corr["rank"] = corr.groupby(["group", "measure"])["spearman_rho"].rank(ascending=False, method="min")
+    keep = ["group", "measure", "predictor", "label", "n", "spearman_rho", "spearman_low", "spearman_high",
+            "kendall_tau", "kendall_low", "kendall_high", "pearson_r", "pearson_low", "pearson_high",
+            "pairwise_accuracy", "rank"]
+    return corr[keep].sort_values(["group", "measure", "rank"]).reset_index(drop=True)
+
+
+def _finite_pair(frame: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
+    both = frame[[x, y]].astype(float).dropna()
+    return both[x].to_numpy(), both[y].to_numpy()
+
+
+def best_predictors(ranking: pd.DataFrame, group: str = "pooled") -> pd.DataFrame:
+    """The winner per measure in `group` (highest Spearman rho), with its interval and pairwise accuracy."""
+    if ranking.empty:
+        return ranking
+    rows = ranking[(ranking["group"] == group) & (ranking["rank"] == 1)].drop_duplicates("measure")
+    return rows[["measure", "label", "n", "spearman_rho", "spearman_low", "spearman_high", "pairwise_accuracy"]]

@@ -5,17 +5,19 @@
     resque study list                      profiles, their descriptions and sizes
     resque study plan --profile quick      the experiments, in order, and which are done
     resque study run --profile quick       execute them (resumes; see resque.study.runner)
+    resque book build --profile quick      the Jupyter Book of a study's results
+    resque forecast --checkpoint ...       RESQUE_dist of new data and the retraining cost it predicts
 
 Exit status: 0 when every experiment ran or was already done, 1 when one
-failed (or was blocked by a failed source model), 2 for bad input (an
-unknown profile, executor...), reported in one line without a traceback.
+failed (or was blocked by a failed source model, or the book build failed),
+2 for bad input (an unknown profile, executor...) or a missing extra, reported
+in one line without a traceback.
 
 Each command is one ``_add_<group>`` function (its subparsers) and one
-``_cmd_<group>_<command>`` function (``args -> exit status``); a new group
-(``resque book``, ``resque forecast``) adds its own pair and one line in
-:func:`build_parser`. The study machinery is imported inside the commands
-that need it; option values are checked by the library (one message per
-mistake, whichever door it came through).
+``_cmd_<group>[_<command>]`` function (``args -> exit status``). The library is
+imported inside the commands that need it, so ``resque --help`` works on a bare
+install; option values are checked by the library (one message per mistake,
+whichever door it came through).
 """
 
 from __future__ import annotations
@@ -107,8 +109,9 @@ def _cmd_study_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_study_plan(args: argparse.Namespace) -> int:
-    from .study.experiments import ResultsDir
-    from .study.runner import SUMMARY_KINDS, plan_study
+    from .study.results import ResultsDir
+    from .study.results import SUMMARY_IDS
+    from .study.runner import plan_study
 
     name, root, experiments = plan_study(args.profile, args.results, only=args.only)
     results = ResultsDir(root)
@@ -118,7 +121,7 @@ def _cmd_study_plan(args: argparse.Namespace) -> int:
     for index, exp in enumerate(experiments, 1):
         if results.failure(exp.run_id).exists():
             state = "failed"
-        elif results.complete(exp.run_id) or (exp.kind in SUMMARY_KINDS and results.notebook(exp.run_id).exists()):
+        elif results.complete(exp.run_id) or (exp.kind in SUMMARY_IDS and results.notebook(exp.run_id).exists()):
             state = "done"  # summaries have no record: their executed notebook is their result
         else:
             state = "to run"
@@ -260,10 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default: ``sys.argv[1:]``); return the exit status."""
     from .errors import ResqueError
+    from .extras import MissingExtraError, extra_of
 
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        except ImportError as error:  # an optional dependency the command needs
+            if error.name is None or isinstance(error, ResqueError) or extra_of(error.name) is None:
+                raise
+            raise MissingExtraError(error.name, f"resque {' '.join(argv or sys.argv[1:])}".strip()) from None
     except ResqueError as error:
         # Bad input, explained in one line: a traceback would only bury the message.
         print(f"resque: error: {error}", file=sys.stderr)

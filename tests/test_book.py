@@ -82,7 +82,8 @@ def synthetic_results(root: Path, *, runs=RUNS, headline: bool = True) -> Path:
     records = [
         RunRecord("source-seed0", "source", {"dataset": "fashion_mnist"}, totals={"epochs": 3, "energy_kwh": 1e-4,
                   "energy_estimated_kwh": 1e-4}, stop_reason="reached", test_accuracy=0.8, complete=True),
-        RunRecord("shift-gaussian_noise-0.04-seed0", "shift", {"shift": "gaussian_noise", "intensity": 0.04},
+        RunRecord("shift-gaussian_noise-0.04-seed0", "shift", {"shift": "gaussian_noise", "intensity": 0.04,
+                  "scratch_run_id": "scratch-shift-gaussian_noise-0.04-seed0"},
                   estimators={"resque_dist": 0.021, "resque_dist_paired": 0.004, "accuracy_drop": 0.01},
                   totals={"epochs": 1}, stop_reason="reached", complete=True),
         RunRecord("scratch-shift-gaussian_noise-0.04-seed0", "scratch", totals={"epochs": 4}, complete=True),

@@ -106,3 +106,36 @@ def test_records_checkpoints_and_fingerprints_are_readable_by_others(tmp_path):
         os.umask(previous)
     for path in (checkpoint, tmp_path / "m.fingerprint.safetensors", record):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o644, path
+
+
+# --- the forward-pass options: one type, checked once ---------------------------------------------
+
+
+def test_forward_options_refuse_devices_this_machine_lacks():
+    from resque.index.embedding import ForwardOptions
+
+    with pytest.raises(InvalidParameterError, match="device='gpu' is not allowed.*Did you mean 'cpu'"):
+        ForwardOptions(device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidParameterError, match="no CUDA GPU"):
+            ForwardOptions(device="cuda")
+    assert ForwardOptions(device="cpu").device == torch.device("cpu")
+    with pytest.raises(InvalidParameterError, match="batch_size=0"):
+        ForwardOptions(batch_size=0)
+
+
+def test_every_estimator_checks_the_device_before_the_pass():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    data = torch.utils.data.TensorDataset(torch.rand(4, 1, 5, 5), torch.arange(4) % 2)
+    for call in (lambda: resque.resque_dist(model, data, data, "0", device="gpu"),
+                 lambda: resque.resque_task(model, data, "0", device="gpu"),
+                 lambda: resque.fingerprint(model, data, "0", device="gpu")):
+        with pytest.raises(InvalidParameterError, match="device='gpu'"):
+            call()
+
+
+def test_unknown_forward_option_names_the_known_ones():
+    from resque.predictors.transfer import task_scores
+
+    with pytest.raises(InvalidParameterError, match="Did you mean 'batch_size'"):
+        task_scores(torch.nn.Identity(), None, "x", batchsize=3)

@@ -22,7 +22,7 @@ nbformat = pytest.importorskip("nbformat")
 
 from resque.cli import main  # noqa: E402
 from resque.cost.records import load_record  # noqa: E402
-from resque.study.experiments import ResultsDir  # noqa: E402
+from resque.study.results import ResultsDir  # noqa: E402
 from resque.study.profiles import expand, list_profiles, load_profile  # noqa: E402
 from resque.study.runner import StudySummary, run_study  # noqa: E402
 

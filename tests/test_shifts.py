@@ -436,3 +436,17 @@ def test_shifted_dataset_rejects_empty_data():
 def test_shifted_dataset_rejects_bad_batch_size(toy):
     with pytest.raises(InvalidParameterError, match=r"batch_size=0.*>= 1"):
         ShiftedDataset(toy, "gaussian_noise", 0.1, batch_size=0)
+
+
+def test_frost_photographs_are_scaled_on_cv2s_sampling_grid():
+    # cv2.resize(fx=0.2) samples output pixel i at input (i + 0.5) * 5 - 0.5, whatever the side's length;
+    # resizing to round(527 * 0.2) = 105 pixels would step by 527 / 105 = 5.019 and drift by up to 2 pixels.
+    width, height = 527, 13
+    ramp = torch.arange(width, dtype=torch.float32).repeat(1, height, 1)  # (1, H, W): value = column index
+    scaled = shifts._scale_like_cv2(ramp, 0.2)
+    assert scaled.shape == (1, round(height * 0.2), round(width * 0.2))
+    expected = (torch.arange(scaled.shape[2]) + 0.5) * 5 - 0.5  # 2, 7, 12, ...
+    torch.testing.assert_close(scaled[0, 0], expected.clamp(max=width - 1))
+    reference = torch.nn.functional.interpolate(ramp[None], scale_factor=0.2, mode="bilinear",
+                                                align_corners=False, recompute_scale_factor=False)[0]
+    torch.testing.assert_close(scaled[..., : reference.shape[1], : reference.shape[2]], reference)

@@ -4,7 +4,8 @@ import pytest
 
 import resque
 from resque.study import expand, list_profiles, load_profile
-from resque.study.experiments import ResultsDir, load_source, run_shift, run_source, run_task
+from resque.study.experiments import load_source, run_shift, run_source, run_task
+from resque.study.results import ResultsDir
 
 needs_fashion = pytest.mark.skipif(
     not resque.data.datasets.DEBIAN_FASHION_MNIST_DIR.exists(),

@@ -10,7 +10,7 @@ import resque
 from resque.study import load_profile, run_study
 from resque.study.analysis import load_records
 from resque.study.book import build
-from resque.study.experiments import ResultsDir
+from resque.study.results import ResultsDir
 
 distributed = pytest.importorskip("distributed")
 from test_book import book_sources, broken_local_links, needs_jupyter_book  # noqa: E402

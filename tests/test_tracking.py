@@ -304,9 +304,11 @@ def test_energy_off_needs_neither_codecarbon_nor_nvml(monkeypatch):
 
 def test_missing_codecarbon_is_recorded_and_training_goes_on(monkeypatch):
     monkeypatch.setitem(sys.modules, "codecarbon", None)
-    with CostTracker(_mlp(), energy=True) as tracker:
-        tracker.start_epoch()
-        record = tracker.end_epoch()
+    monkeypatch.setattr("resque.cost.energy._WARNED", set())
+    with pytest.warns(RuntimeWarning, match=r"pip install 'resque\[energy\]'"):
+        with CostTracker(_mlp(), energy=True) as tracker:
+            tracker.start_epoch()
+            record = tracker.end_epoch()
     assert record.energy_kwh is None
     assert "codecarbon cannot be imported" in record.energy_unavailable["cpu"]
     assert record.energy_unavailable["gpu"] == "no CUDA device"

@@ -33,6 +33,7 @@ training run never dies for want of an energy counter.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -234,6 +235,18 @@ class NvmlEnergyReader:
                 pass
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_no_codecarbon(reason: str) -> None:
+    """Say once per process that CPU and RAM energy will be missing, and how to get it."""
+    if reason in _WARNED:
+        return
+    _WARNED.add(reason)
+    warnings.warn(f"Energy tracking is on but {reason}: the records will hold no CPU/RAM energy or carbon. "
+                  "Install the energy extra: pip install 'resque[energy]'.", RuntimeWarning, stacklevel=4)
+
+
 def _quiet_codecarbon():
     """Import codecarbon with its logger at ERROR.
 
@@ -344,6 +357,7 @@ class HostEnergyMeter:
             codecarbon = _quiet_codecarbon()
         except Exception as error:  # ImportError, or a broken install
             self.unavailable_reason = f"codecarbon cannot be imported ({type(error).__name__}: {error})"
+            _warn_no_codecarbon(self.unavailable_reason)
             return
         self.codecarbon_version = getattr(codecarbon, "__version__", "")
         self.country_iso_code = _check_country(self.country_iso_code)

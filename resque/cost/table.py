@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..errors import ResqueError
+from ..extras import require
 from ..predictors.registry import list_predictors
 from .measures import MEASURES, measures
 from .records import RunRecord
@@ -28,12 +28,8 @@ _TEXT = {"run_id", "kind", "family", "task", "stop_reason", "energy_source", "sc
 
 
 def require_pandas(what: str = "this table"):
-    """The pandas module, or a :class:`ResqueError` naming the extra that brings it."""
-    try:
-        import pandas
-    except ImportError:
-        raise ResqueError(f"{what} needs pandas, which comes with the study extra: pip install 'resque[study]'") from None
-    return pandas
+    """The pandas module, or a :class:`~resque.extras.MissingExtraError` naming the extra that brings it."""
+    return require("pandas", what)
 
 
 def _energy_source(totals: Mapping) -> str:
@@ -124,14 +120,12 @@ def runs_table(records: Iterable[RunRecord]):
             runs.append(_row(record))
         elif record.kind == "scratch":
             counts["n_scratch"] += 1
-            target = (record.experiment or {}).get("yardstick_for")
-            if target:
-                yardsticks[target] = record
+            yardsticks[record.run_id] = record
         else:
             counts["n_other"] += 1
 
     for row in runs:
-        scratch = yardsticks.get(row["run_id"])
+        scratch = yardsticks.get(row["scratch_run_id"])  # each run names its yardstick
         totals = scratch.totals if scratch is not None else {}
         for name in SCRATCH_COLUMNS:
             row[f"scratch_{name}"] = _float(totals.get(name))

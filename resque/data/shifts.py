@@ -565,10 +565,31 @@ def _photograph_plates() -> list[torch.Tensor]:
         with Image.open(os.path.join(folder, filename)) as photo:
             rgb = torch.frombuffer(bytearray(photo.convert("RGB").tobytes()), dtype=torch.uint8)
             rgb = rgb.view(photo.height, photo.width, 3).permute(2, 0, 1).float() / 255.0
-        # cv2.resize(fx=0.2) with its default bilinear interpolation, as in make_cifar_c.py
-        size = (round(photo.height * 0.2), round(photo.width * 0.2))
-        plates.append(F.interpolate(rgb[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1))
+        plates.append(_scale_like_cv2(rgb, 0.2).clamp(0, 1))  # cv2.resize(fx=fy=0.2), as in make_cifar_c.py
     return plates
+
+
+def _scale_like_cv2(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """``cv2.resize(image, None, fx=factor, fy=factor)`` (bilinear) of a ``(C, H, W)`` tensor.
+
+    cv2 makes the output ``round(H * factor)`` pixels high and samples output
+    pixel ``i`` at input coordinate ``(i + 0.5) / factor - 0.5`` -- the exact
+    factor, not ``H / round(H * factor)`` as resizing to a size would (for a
+    527-pixel side that is a step of 5.02 instead of 5). Coordinates below 0 are
+    clamped to 0 and the last input pixel is repeated beyond the edge, as in
+    cv2 and torch's ``align_corners=False``.
+    """
+    def axis(n_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n_out = max(1, round(n_in * factor))
+        source = ((torch.arange(n_out, dtype=torch.float64) + 0.5) / factor - 0.5).clamp(min=0)
+        low = source.floor().long().clamp(max=n_in - 1)
+        high = (low + 1).clamp(max=n_in - 1)
+        return low, high, (source - low).clamp(0, 1).to(image.dtype)
+
+    rows_low, rows_high, dy = axis(image.shape[1])
+    cols_low, cols_high, dx = axis(image.shape[2])
+    rows = image[:, rows_low] * (1 - dy)[:, None] + image[:, rows_high] * dy[:, None]  # (C, H', W)
+    return rows[:, :, cols_low] * (1 - dx) + rows[:, :, cols_high] * dx  # (C, H', W')
 
 
 @functools.lru_cache(maxsize=2)

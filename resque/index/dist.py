@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .embedding import layer_outputs
+from .embedding import ForwardOptions, layer_outputs
 from ..errors import ClassMismatchError, DataError, FingerprintError
 from ..io import atomic_path
 from .functional import accumulate_class_sums, class_angles, pool_embedding
@@ -169,9 +169,9 @@ class DistResult:
         return f"DistResult(value={self.value:.6f}, classes={len(self.angles)}, layer={self.layer!r})"
 
 
-def _class_sums(model, data, layer, name, **options) -> ClassSums:
+def _class_sums(model, data, layer, name, forward: ForwardOptions) -> ClassSums:
     state = ClassSums(layer=layer)
-    for output, labels in layer_outputs(model, data, layer, name=name, **options):
+    for output, labels in layer_outputs(model, data, layer, name=name, forward=forward):
         state.update(pool_embedding(output, "mean"), labels)
     state.sums, state.counts = state.sums.cpu(), state.counts.cpu()
     return state
@@ -200,10 +200,8 @@ def fingerprint(
     >>> fp = resque.fingerprint(model, train_set, "features")   # doctest: +SKIP
     >>> fp.save("model.fingerprint.safetensors")                 # doctest: +SKIP
     """
-    state = _class_sums(
-        model, data, layer, "original",
-        device=device, batch_size=batch_size, num_workers=num_workers, progress=progress,
-    )
+    forward = ForwardOptions(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    state = _class_sums(model, data, layer, "original", forward)
     state.model_digest = model_digest(model)
     return state
 
@@ -265,7 +263,7 @@ def resque_dist(
     >>> float(result)                                                               # doctest: +SKIP
     0.0731
     """
-    options = dict(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    forward = ForwardOptions(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
     sums = {}
     for name, data in (("original", original), ("shifted", shifted)):
         if isinstance(data, ClassSums):
@@ -283,7 +281,7 @@ def resque_dist(
                 raise DataError(f"The `{name}` fingerprint holds no images; recompute it on labelled data.")
             sums[name] = data
         else:
-            sums[name] = _class_sums(model, data, layer, name, **options)
+            sums[name] = _class_sums(model, data, layer, name, forward)
     return dist_from_sums(sums["original"], sums["shifted"])
 
 

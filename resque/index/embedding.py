@@ -1,28 +1,88 @@
 """One batched, gradient-free forward pass that captures a layer's output.
 
 Everything that reads embeddings out of a model goes through
-:func:`layer_outputs`: it resolves the layer name, turns a ``Dataset`` into a
-``DataLoader``, validates each batch (integer labels, finite images), puts the
-model in ``eval()`` mode on the right device and restores it afterwards.
+:func:`model_outputs` (or :func:`layer_outputs`): it resolves the layer name,
+turns a ``Dataset`` into a ``DataLoader``, validates each batch (integer
+labels, finite images), puts the model in ``eval()`` mode on the right device
+and restores it afterwards. How the pass runs (device, batch size, loader
+workers, progress bar) is one :class:`ForwardOptions`, built once at the public
+boundary from the caller's keyword arguments.
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ..checks import close_matches
+from ..checks import check_int, close_matches, did_you_mean
 from ..errors import DataError, InvalidParameterError, LayerNotFoundError
 
 __all__ = ["find_layer", "as_loader", "model_device", "layer_outputs", "model_outputs", "DEFAULT_BATCH_SIZE"]
 
 #: Batch size used when a ``Dataset`` (not a ``DataLoader``) is passed.
 DEFAULT_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class ForwardOptions:
+    """How a forward pass runs: the options every estimator and baseline takes.
+
+    Attributes
+    ----------
+    device : str or torch.device, optional
+        Where the pass runs; default where the model's parameters are.
+    batch_size : int, optional
+        Batch size when the data is a ``Dataset`` (default 256).
+    num_workers : int, default 0
+        ``DataLoader`` workers when the data is a ``Dataset``.
+    progress : bool, default True
+        Show a tqdm progress bar.
+    """
+
+    device: str | torch.device | None = None
+    batch_size: int | None = None
+    num_workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.batch_size is not None:
+            object.__setattr__(self, "batch_size",
+                               check_int("batch_size", self.batch_size, minimum=1, allowed="a positive integer"))
+        object.__setattr__(self, "num_workers",
+                           check_int("num_workers", self.num_workers, minimum=0, allowed="a non-negative integer"))
+        if self.device is not None:
+            object.__setattr__(self, "device", _check_device(self.device))
+
+    @classmethod
+    def from_kwargs(cls, options: Mapping, *, others: str = "") -> "ForwardOptions":
+        """From ``**options`` of a public function; an unknown key is refused, naming the known ones."""
+        known = [f.name for f in fields(cls)]
+        for key in options:
+            if key not in known:
+                hint = " ".join(part for part in (did_you_mean(key, known), others) if part)
+                raise InvalidParameterError("options", key, known, hint)
+        return cls(**options)
+
+
+def _check_device(device) -> torch.device:
+    """`device` as a torch.device that exists on this machine, or an error saying what is available."""
+    available = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                           if torch.cuda.is_available() else [])
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidParameterError("device", device, available, did_you_mean(device, ["cpu", "cuda", "mps"])) from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError("device", device, available, "This machine has no CUDA GPU (torch.cuda.is_available() is False).")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise InvalidParameterError("device", device, available, f"This machine has {torch.cuda.device_count()} CUDA device(s).")
+    return parsed
 
 
 def find_layer(model: nn.Module, layer: str) -> nn.Module:
@@ -55,10 +115,6 @@ def as_loader(
 
     `name` is the argument's name, used in error messages.
     """
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise InvalidParameterError("batch_size", batch_size, "a positive integer")
-    if not isinstance(num_workers, int) or num_workers < 0:
-        raise InvalidParameterError("num_workers", num_workers, "a non-negative integer")
     if isinstance(data, DataLoader):
         if batch_size is not None and data.batch_size is not None and batch_size != data.batch_size:
             warnings.warn(
@@ -143,10 +199,7 @@ def layer_outputs(
     layer: str,
     *,
     name: str = "data",
-    device: str | torch.device | None = None,
-    batch_size: int | None = None,
-    num_workers: int = 0,
-    progress: bool = True,
+    forward: ForwardOptions | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(layer_output, labels)`` for each batch of one forward pass over `data`.
 
@@ -158,24 +211,15 @@ def layer_outputs(
         Name from ``model.named_modules()`` whose output is captured.
     name : str
         How `data` is called in error messages and on the progress bar.
-    device : str or torch.device, optional
-        Where the forward pass runs. Default: where the model's parameters are.
-    batch_size : int, optional
-        Batch size when `data` is a Dataset (default 256).
-    num_workers : int
-        DataLoader workers when `data` is a Dataset.
-    progress : bool
-        Show a tqdm progress bar.
+    forward : ForwardOptions, optional
+        Device, batch size, workers and progress bar (defaults: see :class:`ForwardOptions`).
 
     Yields
     ------
-    (output, labels) : the raw layer output for the batch (on `device`) and the
-        ``(B,)`` int64 labels on the same device.
+    (output, labels) : the raw layer output for the batch (on the pass's
+        device) and the ``(B,)`` int64 labels on the same device.
     """
-    for output, _, labels in model_outputs(
-        model, data, layer, name=name, device=device, batch_size=batch_size, num_workers=num_workers,
-        progress=progress,
-    ):
+    for output, _, labels in model_outputs(model, data, layer, name=name, forward=forward):
         yield output, labels
 
 
@@ -185,10 +229,7 @@ def model_outputs(
     layer: str | None = None,
     *,
     name: str = "data",
-    device: str | torch.device | None = None,
-    batch_size: int | None = None,
-    num_workers: int = 0,
-    progress: bool = True,
+    forward: ForwardOptions | None = None,
 ) -> Iterator[tuple[torch.Tensor | None, object, torch.Tensor]]:
     """Yield ``(layer_output, model_output, labels)`` per batch of one forward pass.
 
@@ -206,9 +247,10 @@ def model_outputs(
     """
     from tqdm.auto import tqdm
 
+    forward = forward or ForwardOptions()
     target = find_layer(model, layer) if layer is not None else None
-    device = torch.device(device) if device is not None else model_device(model)
-    loader = as_loader(data, name, batch_size, num_workers, pin_memory=device.type == "cuda")
+    device = forward.device if forward.device is not None else model_device(model)
+    loader = as_loader(data, name, forward.batch_size, forward.num_workers, pin_memory=device.type == "cuda")
     captured: list = []
     handle = target.register_forward_hook(lambda m, i, o: captured.append(o)) if target is not None else None
     seen = 0
@@ -218,7 +260,7 @@ def model_outputs(
                 total = len(loader)
             except TypeError:  # an IterableDataset without __len__
                 total = None
-            bar = tqdm(loader, total=total, desc=f"embedding {name}", unit="batch", disable=not progress, leave=False)
+            bar = tqdm(loader, total=total, desc=f"embedding {name}", unit="batch", disable=not forward.progress, leave=False)
             for batch in bar:
                 images, labels = _split_batch(batch, name)
                 if images.is_floating_point() and not bool(torch.isfinite(images).all()):

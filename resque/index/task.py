@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .embedding import layer_outputs
+from .embedding import ForwardOptions, layer_outputs
 from ..checks import check_choice
 from ..errors import DataError, DegenerateEmbeddingError
 from .functional import POOLS, adjusted_rand_index, class_centroids, kmeans_labels, pool_embedding
@@ -62,11 +62,11 @@ class TaskResult:
         )
 
 
-def _collect(model, data, layer, pools, options) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def _collect(model, data, layer, pools, forward: ForwardOptions) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One pass; embeddings for every requested pool, on the CPU, plus labels."""
     chunks: dict[str, list[torch.Tensor]] = {pool: [] for pool in pools}
     label_chunks = []
-    for output, labels in layer_outputs(model, data, layer, name="data", **options):
+    for output, labels in layer_outputs(model, data, layer, name="data", forward=forward):
         for pool in pools:
             chunks[pool].append(pool_embedding(output, pool).float().cpu())
         label_chunks.append(labels.cpu())
@@ -113,10 +113,6 @@ def task_from_embeddings(
     clusters, n_iter = kmeans_labels(features.numpy(), n_classes, start, seed=seed)
     ari = adjusted_rand_index(dense.numpy(), clusters)
     return 1.0 - ari, ari, n_classes, n_iter
-
-
-def _options(device, batch_size, num_workers, progress) -> dict:
-    return dict(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
 
 
 def resque_task(
@@ -168,7 +164,7 @@ def resque_task(
     """
     check_choice("pool", pool, POOLS)
     check_choice("init", init, INITS)
-    embeddings, labels = _collect(model, data, layer, (pool,), _options(device, batch_size, num_workers, progress))
+    embeddings, labels = _collect(model, data, layer, (pool,), ForwardOptions(device, batch_size, num_workers, progress))
     value, ari, n_classes, n_iter = task_from_embeddings(embeddings[pool], labels, init, seed)
     return TaskResult(value, ari, pool, init, int(labels.numel()), n_classes, n_iter, layer)
 
@@ -193,7 +189,7 @@ def resque_task_variants(
         init in ``("centroids", "k-means++")``; each equals what
         :func:`resque_task` returns for that variant.
     """
-    embeddings, labels = _collect(model, data, layer, POOLS, _options(device, batch_size, num_workers, progress))
+    embeddings, labels = _collect(model, data, layer, POOLS, ForwardOptions(device, batch_size, num_workers, progress))
     results = {}
     for pool in POOLS:
         for init in INITS:

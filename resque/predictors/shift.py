@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..index.embedding import model_outputs  # the shared forward pass (re-exported here)
+from ..index.embedding import ForwardOptions, model_outputs  # the shared forward pass (re-exported here)
 from ..errors import DataError, DegenerateEmbeddingError, InvalidParameterError
 from ..checks import check_int, check_seed
 from ..index.functional import pool_embedding
@@ -110,11 +110,11 @@ class ShiftEmbeddings(NamedTuple):
     layer: str
 
 
-def _collect(model, data, layer, name, max_images, seed, options) -> dict:
+def _collect(model, data, layer, name, max_images, seed, forward: ForwardOptions) -> dict:
     """One pass over `data`: pooled embeddings, labels, logits and accuracy over all images."""
     embeddings, labels_seen, logits_seen = [], [], []
     correct, total, have_logits = 0, 0, True
-    for layer_output, output, labels in model_outputs(model, data, layer, name=name, **options):
+    for layer_output, output, labels in model_outputs(model, data, layer, name=name, forward=forward):
         n = labels.shape[0]
         if layer_output is not None:
             embeddings.append(pool_embedding(layer_output, "mean").detach().to("cpu", torch.float64))
@@ -191,9 +191,9 @@ def shift_embeddings(
     >>> mmd_rbf(e.original, e.shifted)                                 # doctest: +SKIP
     """
     max_images, seed = _check_sampling(max_images, seed)
-    options = {"device": device, "batch_size": batch_size, "num_workers": num_workers, "progress": progress}
-    o = _collect(model, original, layer, "original", max_images, seed, options)
-    s = _collect(model, shifted, layer, "shifted", max_images, seed, options)
+    forward = ForwardOptions(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    o = _collect(model, original, layer, "original", max_images, seed, forward)
+    s = _collect(model, shifted, layer, "shifted", max_images, seed, forward)
     if o["embedding"].shape[1] != s["embedding"].shape[1]:
         raise DataError(
             f"Embedding widths differ: {o['embedding'].shape[1]} (original) vs {s['embedding'].shape[1]} "
@@ -568,9 +568,9 @@ def accuracy_drop(
     ShiftScore
         ``float(score)`` in ``[-1, 1]``; ``details`` holds both accuracies.
     """
-    options = {"device": device, "batch_size": batch_size, "num_workers": num_workers, "progress": progress}
-    o = _collect(model, original, None, "original", None, 0, options)
-    s = _collect(model, shifted, None, "shifted", None, 0, options)
+    forward = ForwardOptions(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    o = _collect(model, original, None, "original", None, 0, forward)
+    s = _collect(model, shifted, None, "shifted", None, 0, forward)
     e = ShiftEmbeddings(
         None, o["labels"], None, s["labels"], o["logits"], s["logits"],
         o["accuracy"], s["accuracy"], o["n"], s["n"], None,
@@ -743,8 +743,8 @@ def baseline_scores(
         model, original, shifted, layer, max_images=max_images, seed=seed,
         device=device, batch_size=batch_size, num_workers=num_workers, progress=progress,
     )
-    options = {"mmd": {"bandwidth": bandwidth}, "frechet": {"eps": eps}}
-    return {m: _SCORERS[m](e, **options.get(m, {})) for m in metrics}
+    settings = {"mmd": {"bandwidth": bandwidth}, "frechet": {"eps": eps}}
+    return {m: _SCORERS[m](e, **settings.get(m, {})) for m in metrics}
 
 
 #: Each baseline from the embeddings of one pass (signs and labels: resque.predictors.registry).

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..index.embedding import model_outputs
-from ..errors import DataError, InvalidParameterError
+from ..index.embedding import ForwardOptions, model_outputs
+from ..errors import DataError
 from ..checks import check_choice, check_int
 from ..index.functional import pool_embedding
 
@@ -52,8 +52,6 @@ __all__ = [
     "task_scores",
 ]
 
-#: Forward-pass options :func:`task_scores` passes on to :func:`resque.index.embedding.layer_outputs`.
-_PASS_OPTIONS = ("device", "batch_size", "num_workers", "progress")
 
 #: GBC's PCA width, as in [GBC] (Sec. 4: features reduced to 64 dimensions).
 GBC_PCA_DIMS = 64
@@ -462,11 +460,11 @@ def _limit(data, max_images, seed):
     return data
 
 
-def _collect_with_logits(model, data, layer, max_images, options):
+def _collect_with_logits(model, data, layer, max_images, forward: ForwardOptions):
     """One pass: mean-pooled embedding of `layer` and the model's output logits, on the CPU."""
     embeddings, logits, labels = [], [], []
     kept = 0
-    outputs = model_outputs(model, data, layer, name="data", **options)
+    outputs = model_outputs(model, data, layer, name="data", forward=forward)
     try:
         for output, final, batch_labels in outputs:
             if not isinstance(final, torch.Tensor) or final.ndim != 2:
@@ -527,17 +525,13 @@ def task_scores(model: nn.Module, data, layer: str, *, names=None, seed: int = 0
     >>> sorted(scores) == sorted(SCORES)  # doctest: +SKIP
     True
     """
-    unknown = sorted(set(options) - set(_PASS_OPTIONS))
-    if unknown:
-        raise InvalidParameterError(
-            "options", unknown[0], _PASS_OPTIONS, hint="Other keyword arguments of task_scores are seed and max_images."
-        )
+    forward = ForwardOptions.from_kwargs(options, others="Other keyword arguments of task_scores: names, seed, max_images.")
     names = SCORES if names is None else ((names,) if isinstance(names, str) else tuple(names))
     for name in names or ("",):
         check_choice("names", name, SCORES)
     if max_images is not None:
         max_images = check_int("max_images", max_images, minimum=1, allowed="a positive integer")
-    features, logits, labels = _collect_with_logits(model, _limit(data, max_images, seed), layer, max_images, options)
+    features, logits, labels = _collect_with_logits(model, _limit(data, max_images, seed), layer, max_images, forward)
     probs = torch.softmax(logits, dim=1).numpy()  # (N, Z), float64
     inputs = {"features": features, "probs": probs, "labels": labels, "seed": seed}
     return {name: float(_SCORERS[name](**inputs)) for name in names}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -22,16 +21,16 @@ from ..data.tasks import get_task, load_task
 from ..index.dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
 from ..errors import DataError
 from ..models.zoo import default_layer, input_shape
-from ..cost.records import RunRecord, load_record
+from ..cost.records import RunRecord
 from ..cost.runs import retrain_shift, retrain_task, train_from_scratch
 from ..data.shifts import ShiftedDataset
 from ..data.splits import protocol_split, subsample_per_class, subset, validation_split
 from ..index.task import resque_task_variants
 from ..cost.training import TensorData, as_tensors, evaluate
 from .profiles import Profile, load_profile
+from .results import ResultsDir, run_id as make_run_id, scratch_run_id
 
 __all__ = [
-    "ResultsDir",
     "StudyData",
     "study_data",
     "run_source",
@@ -44,38 +43,6 @@ __all__ = [
 VALIDATION_FRACTION = 0.1
 #: How each k-means initialisation is spelled in record keys (``resque_task_<pool>_<init>``).
 INIT_KEYS = {"centroids": "centroids", "k-means++": "kmeanspp"}
-
-
-@dataclass(frozen=True)
-class ResultsDir:
-    """Paths of one study's results (see :mod:`resque.study`)."""
-
-    root: Path
-
-    def __post_init__(self):
-        object.__setattr__(self, "root", Path(self.root))
-
-    def record(self, run_id: str) -> Path:
-        return self.root / "records" / f"{run_id}.json"
-
-    def notebook(self, run_id: str) -> Path:
-        return self.root / "notebooks" / f"{run_id}.ipynb"
-
-    def failure(self, run_id: str) -> Path:
-        return self.root / "failed" / f"{run_id}.json"
-
-    def source_model(self, seed: int) -> Path:
-        return self.root / "models" / f"source-seed{seed}.safetensors"
-
-    def source_fingerprint(self, seed: int) -> Path:
-        return self.root / "models" / f"source-seed{seed}.fingerprint.safetensors"
-
-    def complete(self, run_id: str) -> bool:
-        """True when `run_id` has a complete record (a finished experiment)."""
-        try:
-            return load_record(self.record(run_id)).complete
-        except Exception:  # missing, partial or foreign files all mean: run it
-            return False
 
 
 def _profile(profile: Profile | str) -> Profile:
@@ -146,21 +113,21 @@ def run_source(profile: Profile | str, seed: int, results_dir: str | os.PathLike
     data = study_data(profile, seed)
     model, record = train_from_scratch(
         profile.model, data.original_fit, data.original_val, profile.source_config(seed),
-        model_kwargs=_model_kwargs(profile, data), kind="source", run_id=f"source-seed{seed}",
+        model_kwargs=_model_kwargs(profile, data), kind="source", run_id=make_run_id("source", seed=seed),
         experiment={"dataset": profile.dataset, "profile": profile.name}, test_data=data.test,
         energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
     )
     results.source_model(seed).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, results.source_model(seed), seed=seed, profile=profile.name)
     fingerprint(model, data.original, default_layer(model), progress=progress).save(results.source_fingerprint(seed))
-    record.save(results.record(f"source-seed{seed}"))  # last: its presence means the source is complete
+    record.save(results.record(make_run_id("source", seed=seed)))  # last: its presence means the source is complete
     return record
 
 
 def load_source(results_dir: str | os.PathLike, seed: int) -> tuple[nn.Module, ClassSums]:
     """The source model and its fingerprint written by :func:`run_source`."""
     results = ResultsDir(results_dir)
-    if not results.complete(f"source-seed{seed}"):
+    if not results.complete(make_run_id("source", seed=seed)):
         raise DataError(
             f"No finished source model for seed {seed} in {results.root}; run the source experiment first "
             f"(resque study run runs it before the others)."
@@ -203,7 +170,7 @@ def run_shift(
     """
     profile = _profile(profile)
     results = ResultsDir(results_dir)
-    run_id = f"shift-{shift}-{intensity:g}-seed{seed}"
+    run_id = make_run_id("shift", seed=seed, shift=shift, intensity=intensity)
     source, source_fingerprint = load_source(results_dir, seed)
     layer = default_layer(source)
     data = study_data(profile, seed)
@@ -243,10 +210,10 @@ def run_shift(
     if profile.scratch:
         _, scratch = train_from_scratch(
             source.resque_config["name"], train_set, val_set, config, model_kwargs=source.resque_config["kwargs"],
-            run_id=f"scratch-{run_id}", experiment={**experiment, "yardstick_for": run_id}, **options,
+            run_id=scratch_run_id(run_id), experiment={**experiment, "yardstick_for": run_id}, **options,
         )
-        scratch.save(results.record(f"scratch-{run_id}"))
-        experiment["scratch_run_id"] = f"scratch-{run_id}"
+        scratch.save(results.record(scratch_run_id(run_id)))
+        experiment["scratch_run_id"] = scratch_run_id(run_id)
     record = retrain_shift(
         source, train_set, val_set, config, run_id=run_id, experiment=experiment, estimators=estimators, **options,
     )
@@ -284,7 +251,7 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
     """
     profile = _profile(profile)
     results = ResultsDir(results_dir)
-    run_id = f"task-{task}-seed{seed}"
+    run_id = make_run_id("task", seed=seed, task=task)
     source, _ = load_source(results_dir, seed)
     channels, size, _ = input_shape(source)
     options = dict(image_size=size, channels=channels, download=profile.download)
@@ -312,10 +279,10 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
         kwargs = {**source.resque_config["kwargs"], "num_classes": num_classes}
         _, scratch = train_from_scratch(
             source.resque_config["name"], train_set, val_set, config, model_kwargs=kwargs,
-            run_id=f"scratch-{run_id}", experiment={**experiment, "yardstick_for": run_id}, **run_options,
+            run_id=scratch_run_id(run_id), experiment={**experiment, "yardstick_for": run_id}, **run_options,
         )
-        scratch.save(results.record(f"scratch-{run_id}"))
-        experiment["scratch_run_id"] = f"scratch-{run_id}"
+        scratch.save(results.record(scratch_run_id(run_id)))
+        experiment["scratch_run_id"] = scratch_run_id(run_id)
     record = retrain_task(source, train_set, val_set, num_classes, config, run_id=run_id,
                           experiment=experiment, estimators=estimators, **run_options)
     record.save(results.record(run_id))

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import from_dict
+from ..extras import require
 from ..errors import InvalidParameterError
 from ..cost.training import TrainConfig
+from .results import SUMMARY_IDS, run_id
 
 __all__ = ["PROFILE_DIR", "Profile", "Experiment", "list_profiles", "load_profile", "expand", "NOTEBOOKS"]
 
@@ -148,7 +150,7 @@ def list_profiles() -> list[str]:
 
 def load_profile(profile: str | os.PathLike) -> Profile:
     """A profile by name (``"quick"``) or from a YAML file path; unknown keys are refused."""
-    import yaml
+    yaml = require("yaml", "reading a profile")
 
     path = Path(profile)
     if path.suffix not in (".yaml", ".yml"):
@@ -164,10 +166,6 @@ def load_profile(profile: str | os.PathLike) -> Profile:
     return from_dict(Profile, values, name=f"profile {path.name}")
 
 
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
 def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -> list[Experiment]:
     """All experiments of `profile`, in the order they must run.
 
@@ -176,17 +174,18 @@ def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -
     """
     common = {"profile": str(profile_ref), "results_dir": str(results_dir)}
     experiments = [
-        Experiment(f"source-seed{seed}", "source", {**common, "seed": seed}) for seed in profile.seeds
+        Experiment(run_id("source", seed=seed), "source", {**common, "seed": seed}) for seed in profile.seeds
     ]
     for seed in profile.seeds:
         for family, intensities in profile.shifts.items():
             for intensity in intensities:
                 experiments.append(Experiment(
-                    f"shift-{family}-{_number(intensity)}-seed{seed}", "shift",
+                    run_id("shift", seed=seed, shift=family, intensity=intensity), "shift",
                     {**common, "seed": seed, "shift": family, "intensity": float(intensity)},
                 ))
         for task in profile.tasks:
-            experiments.append(Experiment(f"task-{task}-seed{seed}", "task", {**common, "seed": seed, "task": task}))
-    experiments.append(Experiment("energy", "energy", {**common, "seed": profile.seeds[0]}))
-    experiments.append(Experiment("analysis", "analysis", {**common, "seed": profile.seeds[0]}))
+            experiments.append(Experiment(run_id("task", seed=seed, task=task), "task",
+                                          {**common, "seed": seed, "task": task}))
+    for summary in SUMMARY_IDS:
+        experiments.append(Experiment(run_id(summary), summary, {**common, "seed": profile.seeds[0]}))
     return experiments

@@ -57,13 +57,12 @@ from typing import Any
 
 from ..errors import InvalidParameterError, ResqueError
 from ..io import write_json
-from .experiments import ResultsDir
 from .profiles import NOTEBOOKS, Experiment, expand, list_profiles, load_profile
+from .results import SUMMARY_IDS, ResultsDir
 
 __all__ = [
     "EXECUTORS",
     "STAGES",
-    "SUMMARY_KINDS",
     "Outcome",
     "StudySummary",
     "default_results_dir",
@@ -76,8 +75,6 @@ __all__ = [
 EXECUTORS = ("local", "dask")
 #: Experiment kinds in the order they must run; kinds in one stage may run together.
 STAGES = (("source",), ("shift", "task"), ("energy",), ("analysis",))
-#: Kinds that write no record of their own but summarise the others' records.
-SUMMARY_KINDS = ("energy", "analysis")
 #: Kinds that start from the source model of their seed.
 DEPENDENT_KINDS = ("shift", "task")
 
@@ -411,11 +408,11 @@ def _triage(
 ) -> tuple[list[Outcome], list[Experiment]]:
     """Split a stage into outcomes decided without a kernel and experiments to execute."""
     failed_sources = {o.run_id for o in outcomes.values() if o.kind == "source" and o.status == "failed"}
-    anything_new = any(o.status == "done" and o.kind not in SUMMARY_KINDS for o in outcomes.values())
+    anything_new = any(o.status == "done" and o.kind not in SUMMARY_IDS for o in outcomes.values())
     decided, to_run = [], []
     for exp in stage:
         source_id = f"source-seed{exp.parameters.get('seed')}"
-        if exp.kind in SUMMARY_KINDS:
+        if exp.kind in SUMMARY_IDS:
             if _summary_is_current(exp, results, folder / exp.notebook, anything_new):
                 decided.append(Outcome(exp.run_id, exp.kind, "skipped", "nothing new since its last run",
                                        notebook=str(results.notebook(exp.run_id))))

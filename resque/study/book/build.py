@@ -1,0 +1,168 @@
+"""Assemble the book from a results folder, then build its HTML with Jupyter Book."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ...errors import BookBuildError, BookError
+from .collect import GENERATED, GROUPS, SINGLE_PAGES, _collect
+from .figure import _method_figure
+from .mathjax import _install_mathjax
+from .pages import (
+    _headline_snippet,
+    _missing_page,
+    _profiles_snippet,
+    _shifts_page,
+    _sources_page,
+    _tasks_page,
+    _timings_snippet,
+)
+
+def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book") -> Path:
+    """Copy a study's executed notebooks into the book and write its generated pages.
+
+    Parameters
+    ----------
+    results_dir : path
+        A study's results folder (``results/<profile>``, layout in :mod:`resque.study`).
+        Its ``notebooks/*.ipynb`` are the papermill-executed notebooks; its
+        ``records/`` fill the overview tables. A folder with no notebooks yet
+        gives a book whose pages say so.
+    book_dir : path, default "book"
+        The folder of the book's pages (``book/`` next to ``_toc.yml``).
+
+    Returns
+    -------
+    Path
+        ``<book_dir>/_generated``, rewritten from scratch (see the module docstring).
+
+    Raises
+    ------
+    BookError
+        If `results_dir` or `book_dir` does not exist.
+    """
+    results_dir = Path(results_dir)
+    book_dir = Path(book_dir)
+    if not results_dir.is_dir():
+        raise BookError(
+            f"results_dir={str(results_dir)!r} is not a folder. Run the study first "
+            "(resque study run --profile quick writes results/quick), or pass the folder it wrote."
+        )
+    if not book_dir.is_dir():
+        raise BookError(f"book_dir={str(book_dir)!r} is not a folder; pass the book's page folder (book/).")
+    generated = book_dir / GENERATED
+    if generated.exists():
+        shutil.rmtree(generated)  # a previous study's notebooks must not linger
+    generated.mkdir()
+    (generated / "figures").mkdir()
+
+    study = _collect(results_dir)
+    copied = {}
+    for run in [r for runs in study.runs.values() for r in runs] + list(study.single.values()):
+        target = generated / run.link
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if run.notebook is not None:
+            import nbformat
+
+            nbformat.write(run.notebook, target)
+        else:
+            shutil.copy2(run.source, target)
+        copied[run.run_id] = run.link
+    for folder, _ in GROUPS.values():
+        (generated / folder).mkdir(exist_ok=True)
+    (generated / "sources.md").write_text(_sources_page(study.runs["source"]))
+    (generated / "shifts.md").write_text(_shifts_page(study.runs["shift"]))
+    (generated / "tasks.md").write_text(_tasks_page(study.runs["task"]))
+    for run_id in SINGLE_PAGES:
+        if run_id not in study.single:
+            (generated / f"{run_id}.md").write_text(_missing_page(run_id))
+    (generated / "headline.inc.md").write_text(_headline_snippet(study, generated))
+    (generated / "timings.inc.md").write_text(_timings_snippet(study))
+    (generated / "profiles.inc.md").write_text(_profiles_snippet())
+    _method_figure(generated / "figures" / "method.png")
+    mathjax = _install_mathjax(generated / "_static")
+    manifest = {
+        "results_dir": str(results_dir.resolve()),
+        "notebooks": copied,
+        "ignored": study.ignored,
+        "headline_figure": (generated / "figures" / "headline.png").exists(),
+        "mathjax": mathjax,
+    }
+    (generated / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return generated
+
+
+def _jupyter_book() -> list[str]:
+    beside = Path(sys.executable).with_name("jupyter-book")
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("jupyter-book")
+    if found:
+        return [found]
+    raise BookError("jupyter-book is not installed; install it into this environment (pip install 'jupyter-book<2').")
+
+
+def _log_tail(output: str, lines: int = 40) -> str:
+    """The warnings and errors of a Sphinx log, else its last lines."""
+    text = output.splitlines()
+    flagged = [line for line in text if "WARNING" in line or "ERROR" in line or "Error" in line]
+    chosen = flagged[-lines:] if flagged else text[-lines:]
+    return "\n".join(chosen)
+
+
+def build(
+    results_dir: str | os.PathLike,
+    book_dir: str | os.PathLike = ".",
+    strict: bool = True,
+    output_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Assemble the book from `results_dir` and build its HTML with Jupyter Book.
+
+    Runs ``jupyter-book build <book_dir> --path-output <output_dir> --all`` with
+    ``-W -n --keep-going`` when `strict` (every warning, broken reference
+    included, fails the build). Nothing is executed: the notebooks were.
+
+    Parameters
+    ----------
+    results_dir : path
+        A study's results folder (see :func:`assemble`).
+    book_dir : path, default "."
+        The book's root: the folder holding ``_config.yml``, ``_toc.yml`` and ``book/``.
+    strict : bool, default True
+        Warnings are errors, nitpicky references (the CI setting).
+    output_dir : path, optional
+        Where ``_build/`` goes (default: `book_dir`).
+
+    Returns
+    -------
+    Path
+        ``<output_dir>/_build/html/index.html``.
+
+    Raises
+    ------
+    BookError
+        The folders are missing or jupyter-book is not installed.
+    BookBuildError
+        The build failed; its message holds the build's warnings and errors.
+    """
+    root = Path(book_dir)
+    for name in ("_config.yml", "_toc.yml", "book"):
+        if not (root / name).exists():
+            raise BookError(f"book_dir={str(root)!r} has no {name}; pass the book's root (the repository root).")
+    assemble(results_dir, root / "book")
+    output = Path(output_dir) if output_dir is not None else root
+    command = _jupyter_book() + ["build", str(root), "--path-output", str(output), "--all"]
+    if strict:
+        command += ["-W", "-n", "--keep-going"]
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    index = output / "_build" / "html" / "index.html"
+    log = result.stdout + "\n" + result.stderr
+    if result.returncode != 0 or not index.exists():
+        raise BookBuildError(command, result.returncode, _log_tail(log))
+    return index

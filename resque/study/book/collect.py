@@ -1,0 +1,97 @@
+"""What a results folder holds for the book, run by run: notebook, record, yardstick, failure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...cost.records import RunRecord
+from ...errors import InvalidParameterError
+from ..results import ResultsDir, parse_run_id
+from .notebooks import _papermill, _read_notebook, _retitle, _run_label, notebook_title
+
+#: Where the book's generated pages go, under book/.
+GENERATED = "_generated"
+#: run kind -> (folder under _generated, overview page title).
+GROUPS = {
+    "source": ("sources", "Source models"),
+    "shift": ("shifts", "Distribution shifts"),
+    "task": ("tasks", "Task changes"),
+}
+#: run_ids rendered as pages of their own.
+SINGLE_PAGES = {
+    "energy": "Energy and carbon",
+    "analysis": "Results: does RESQUE predict the cost?",
+}
+
+
+@dataclass
+class _Run:
+    """One executed notebook and what the results folder knows about it."""
+
+    run_id: str
+    source: Path
+    title: str
+    papermill: dict[str, Any]
+    record: RunRecord | None = None
+    scratch: RunRecord | None = None
+    failed: dict[str, Any] | None = None
+    target: str = ""  # path under _generated, without suffix
+    notebook: Any = None  # the copy to write, when it differs from `source`
+
+    @property
+    def link(self) -> str:
+        return f"{self.target}.ipynb"
+
+
+@dataclass
+class _Study:
+    root: Path
+    runs: dict[str, list[_Run]] = field(default_factory=dict)  # group -> runs
+    single: dict[str, _Run] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # record file -> why
+
+
+def _collect(results_dir: Path) -> _Study:
+    results = ResultsDir(results_dir)
+    found = results.read_records()
+    records = {record.run_id: record for record in found.records}
+    study = _Study(root=results_dir, unreadable=dict(found.unreadable))
+    for group in GROUPS:
+        study.runs[group] = []
+    for path in sorted((results_dir / "notebooks").glob("*.ipynb")):
+        run_id = path.stem
+        try:
+            kind = parse_run_id(run_id).kind
+        except InvalidParameterError:
+            kind = None
+        if kind not in GROUPS and run_id not in SINGLE_PAGES:
+            study.ignored.append(path.name)
+            continue
+        notebook = _read_notebook(path)
+        run = _Run(run_id, path, notebook_title(notebook, run_id), _papermill(notebook))
+        run.record = records.get(run_id)
+        label = _run_label(kind, run.papermill.get("parameters", {}), run.record, run_id)
+        if label is not None and _retitle(notebook, label):
+            run.notebook = notebook
+            run.title = label
+        if run.record is not None:  # the run names its yardstick
+            run.scratch = records.get(run.record.experiment.get("scratch_run_id"))
+        failure = results.failure(run_id)
+        if failure.exists():
+            try:
+                run.failed = json.loads(failure.read_text())
+            except (OSError, ValueError):
+                run.failed = {"error": "unreadable failure file"}
+            if not isinstance(run.failed, dict):
+                run.failed = {"error": str(run.failed)}
+        if run_id in SINGLE_PAGES:
+            run.target = run_id
+            study.single[run_id] = run
+        else:
+            run.target = f"{GROUPS[kind][0]}/{run_id}"
+            study.runs[kind].append(run)
+    return study

@@ -1,0 +1,96 @@
+"""Reading an executed notebook: its title, its papermill parameters, its headline figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...cost.records import RunRecord
+
+#: Tag of the analysis notebook's cell whose PNG output becomes the intro's figure.
+HEADLINE_TAG = "headline"
+
+
+def _read_notebook(path: Path):
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
+def notebook_title(notebook, default: str) -> str:
+    """The text of the first ``# Title`` line of the notebook's first markdown cell, else `default`."""
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            if line.startswith("# "):
+                return line[2:].strip()
+        return default
+    return default
+
+
+def _papermill(notebook) -> dict[str, Any]:
+    return dict(notebook.metadata.get("papermill", {}))
+
+
+def _headline_png(notebook) -> tuple[bytes | None, bool]:
+    """The intro's figure: ``(png, tagged)``.
+
+    The first PNG output of a cell tagged :data:`HEADLINE_TAG`; without such a
+    cell, the notebook's first PNG output (``tagged`` is then False); else None.
+    """
+    import base64
+
+    first = None
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" not in data:
+                continue
+            png = base64.b64decode(data["image/png"])
+            if HEADLINE_TAG in cell.metadata.get("tags", []):
+                return png, True
+            first = png if first is None else first
+    return first, False
+
+
+def _run_label(kind: str, parameters: dict[str, Any], record: RunRecord | None, run_id: str) -> str | None:
+    """What tells one run of a kind from the others, e.g. "gaussian_noise at 0.04, seed 0"."""
+    experiment = record.experiment if record is not None else {}
+    seed = parameters.get("seed", record.seed if record is not None else None)
+    seed_text = "" if seed is None else f", seed {seed}"
+    if kind == "shift":
+        family = parameters.get("shift", experiment.get("shift"))
+        intensity = parameters.get("intensity", experiment.get("intensity"))
+        if family is None or intensity is None:
+            return None
+        return f"{str(family).replace('_', ' ').capitalize()} at {float(intensity):g}{seed_text}"
+    if kind == "task":
+        task = parameters.get("task", experiment.get("task"))
+        return None if task is None else f"Task {task}{seed_text}"
+    if kind == "source":
+        return None if seed is None else f"Source model, seed {seed}"
+    return None
+
+
+def _retitle(notebook, label: str) -> bool:
+    """Make the copy's ``# Title`` say which run it is: ``# <label>`` then the template's title in italics.
+
+    Every run of a template shares its title; in the book's navigation they must differ.
+    """
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.splitlines()
+        for index, line in enumerate(lines):
+            if line.startswith("# "):
+                template_title = line[2:].strip()
+                if label in template_title:
+                    return False
+                lines[index:index + 1] = [f"# {label}", "", f"*{template_title}*"]
+                cell.source = "\n".join(lines)
+                return True
+        return False
+    return False

@@ -72,6 +72,9 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
                           "(default: $RESQUE_NOTEBOOKS or the repository's notebooks/)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    run.add_argument("--rerun-changed", action="store_true",
+                     help="run again the experiments whose records were made with other settings than the profile's "
+                          "(without it, such records stop the run: a results folder never mixes settings)")
     run.set_defaults(func=_cmd_study_run)
 
 
@@ -109,25 +112,17 @@ def _cmd_study_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_study_plan(args: argparse.Namespace) -> int:
-    from .study.results import ResultsDir
-    from .study.results import SUMMARY_IDS
     from .study.runner import plan_study
 
-    name, root, experiments = plan_study(args.profile, args.results, only=args.only)
-    results = ResultsDir(root)
-    plural = "" if len(experiments) == 1 else "s"
-    print(f"Profile {name!r}: {len(experiments)} experiment{plural}, results in {root}")
-    width = max(len(e.run_id) for e in experiments)
-    for index, exp in enumerate(experiments, 1):
-        if results.failure(exp.run_id).exists():
-            state = "failed"
-        elif results.complete(exp.run_id) or (exp.kind in SUMMARY_IDS and results.notebook(exp.run_id).exists()):
-            state = "done"  # summaries have no record: their executed notebook is their result
-        else:
-            state = "to run"
+    name, root, planned = plan_study(args.profile, args.results, only=args.only)
+    plural = "" if len(planned) == 1 else "s"
+    print(f"Profile {name!r}: {len(planned)} experiment{plural}, results in {root}")
+    width = max(len(e.run_id) for e, _ in planned)
+    for index, (exp, state) in enumerate(planned, 1):
         own = {k: v for k, v in exp.parameters.items() if k not in ("profile", "results_dir")}
         settings = " ".join(f"{k}={v}" for k, v in own.items())
-        print(f"{index:>4}  {exp.run_id:<{width}}  {exp.notebook:<15} {state:<7} {settings}")
+        why = f"  ({state.reason})" if state.reason and state.reason != "no record yet" else ""
+        print(f"{index:>4}  {exp.run_id:<{width}}  {exp.notebook:<15} {state.status:<7} {settings}{why}")
     return EXIT_OK
 
 
@@ -137,6 +132,7 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
     summary = run_study(
         args.profile, args.results, executor=args.executor, scheduler=args.scheduler,
         notebooks_dir=args.notebooks, only=args.only, kernel_name=args.kernel, progress=args.progress,
+        rerun_changed=args.rerun_changed,
     )
     return EXIT_OK if summary.ok else EXIT_FAILED
 
@@ -208,17 +204,29 @@ def _forecast_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _new_data(args: argparse.Namespace, model):
     """The dataset named or found at ``--data``, subsampled and shifted as asked."""
-    from .errors import InvalidParameterError
-    from .data.datasets import ToModelInput, load_dataset
+    from .data.datasets import ToModelInput, list_datasets, load_dataset
+    from .errors import DataError, InvalidParameterError
     from .models.zoo import input_shape
     from .data.shifts import ShiftedDataset
     from .data.splits import subsample_per_class, subset
 
     channels, size, _ = input_shape(model)
-    if Path(args.data).is_dir():
+    folder = Path(args.data).expanduser()
+    if folder.is_dir():
         from torchvision.datasets import ImageFolder
 
-        data = ImageFolder(args.data, transform=ToModelInput(image_size=size, channels=channels))
+        try:
+            data = ImageFolder(str(folder), transform=ToModelInput(image_size=size, channels=channels))
+        except (FileNotFoundError, RuntimeError) as error:  # no class subfolders, or no image in them
+            raise DataError(
+                f"--data {args.data!r} holds no labelled images ({error}). An image folder needs one subfolder "
+                "per class, each with image files (.png, .jpg, ...), e.g. DIR/cat/001.png."
+            ) from None
+    elif args.data not in list_datasets() and (folder.exists() or any(c in args.data for c in "/\\.~")):
+        what = "is a file" if folder.exists() else "does not exist"
+        raise InvalidParameterError(
+            "--data", args.data, "a dataset name (" + ", ".join(list_datasets()) + ") or an image folder",
+            f"The path {what}; an image folder needs one subfolder per class.")
     else:
         data = load_dataset(args.data, split=args.split, root=args.data_root, image_size=size, channels=channels)
     if args.n_per_class is not None:
@@ -237,6 +245,14 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     from .forecast import DEFAULT_MEASURES, fit_forecast, forecast
     from .models.checkpoint import load_checkpoint
 
+    from .errors import InvalidParameterError
+
+    folder = Path(args.calibration).expanduser()
+    if not folder.is_dir():
+        raise InvalidParameterError(
+            "--calibration", args.calibration, "a study's results folder (e.g. results/quick)",
+            f"The path {'is a file' if folder.exists() else 'does not exist'}; run a study first "
+            "(resque study run --profile quick) or pass the folder it wrote.")
     # Calibration first: too few runs should fail in a second, not after a forward pass.
     calibration = fit_forecast(args.calibration, "resque_dist", DEFAULT_MEASURES, "shift", args.min_runs,
                                not args.include_censored, args.level)

@@ -21,6 +21,9 @@ __all__ = [
     "ForecastError",
     "BookError",
     "BookBuildError",
+    "ProfileError",
+    "PixelRangeWarning",
+    "SettingsChangedError",
 ]
 
 
@@ -187,3 +190,25 @@ class BookBuildError(BookError, RuntimeError):
             "Every warning is an error in this build (-W); fix the page or notebook it names, "
             "or pass strict=False (--no-strict) to see the book anyway."
         )
+
+
+class ProfileError(ResqueError, ValueError):
+    """A study profile file cannot be read: not YAML, or a field of the wrong form (the line is named)."""
+
+
+class SettingsChangedError(ResqueError, ValueError):
+    """A results folder holds runs made with other settings than the profile now asks for.
+
+    Attributes
+    ----------
+    changed : dict of str to list of str
+        run id -> the settings that differ.
+    """
+
+    def __init__(self, message: str, changed: dict[str, list[str]]):
+        self.changed = changed
+        super().__init__(message)
+
+
+class PixelRangeWarning(UserWarning):
+    """Float images go beyond [0, 1] (0-255 pixels, or unnormalised data): resque computes as given, and says so."""

@@ -285,7 +285,7 @@ class Prediction:
                 f"{_number(m.point)}{mark}",
                 f"[{_number(m.low)}, {_number(m.high)}]",
                 _number(m.scratch),
-                "n/a" if math.isnan(m.saving) else f"{100 * m.saving:.1f} %",
+                "n/a" if math.isnan(m.saving) else f"{100 * m.saving:.1f} %" + ("*" if m.clipped else ""),
             ))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
@@ -293,8 +293,13 @@ class Prediction:
                 cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths))
             ))
         lines.append("saving = 1 - predicted retraining cost / predicted cost of training from scratch.")
-        if any(m.clipped for m in self.measures.values()):
-            lines.append("* clipped: costs are at least 0 and epochs at least 1.")
+        clipped = [m for m in self.measures.values() if m.clipped]
+        if clipped:
+            lines.append("* clipped: here the fitted line falls below the least a retraining can cost (0, or 1 epoch), "
+                         "so that floor is shown; read it as \"little\", not as an exact figure.")
+            if any(m.point == 0 for m in clipped):
+                lines.append("  A saving of 100 % only follows from such a predicted cost of 0: retraining is "
+                             "predicted to cost far less than training from scratch, not nothing.")
         if self.extrapolated:
             lines.append("Warning: the index is outside the calibration range; the line is extrapolated.")
         return "\n".join(lines)
@@ -503,7 +508,7 @@ def fit_forecast(
                 f"A forecast of {measure} needs at least min_runs={min_runs} calibration runs with a finite "
                 f"{estimator} and {measure}" + (" that reached the target" if exclude_censored else "")
                 + f"; found {len(rows)}{why}. Run more experiments (e.g. more intensities or seeds), "
-                "or lower min_runs knowingly.",
+                "or lower min_runs (--min-runs on the command line) knowingly.",
                 measure=measure, n_runs=len(rows), min_runs=min_runs,
             )
         x, y = rows[estimator].to_numpy(float), rows[measure].to_numpy(float)

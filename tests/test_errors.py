@@ -91,6 +91,7 @@ def test_non_finite_images(model, data, bad):
         resque.resque_dist(model, data, TensorDataset(images, labels), "1", progress=False)
 
 
+@pytest.mark.filterwarnings("ignore::resque.errors.PixelRangeWarning")  # properties hold for any real-valued data
 def test_all_zero_embeddings_for_a_class(data):
     # Layer "1" is a ReLU of a conv with a strongly negative bias: zero for dim images.
     torch.manual_seed(0)

@@ -152,7 +152,10 @@ def test_load_records_skips_unfinished(tmp_path):
     make_record("c-run", complete=False).save(tmp_path / "records" / "c-run.json")
     assert [r.run_id for r in reporting.load_records(tmp_path)] == ["a-run", "b-run"]
     assert len(reporting.load_records(tmp_path, complete_only=False)) == 3
-    assert reporting.load_records(tmp_path / "nowhere") == []
+    assert reporting.load_records(tmp_path / "nowhere").records == []
+    (tmp_path / "records" / "c-run.json").write_text('{"schema": "resque-run/2", "ru')  # cut off by a kill
+    found = reporting.load_records(tmp_path)
+    assert len(found) == 2 and "c-run.json" in found.describe_unreadable()
 
 
 def test_energy_table_labels_sources():

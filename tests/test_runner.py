@@ -52,10 +52,25 @@ with open(results / "order.log", "a") as log:
     log.write(RUN_ID + "\\n")
 
 def save_record(kind):
-    path = results / "records" / f"{RUN_ID}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"schema": "resque-run/1", "run_id": RUN_ID, "kind": kind, "seed": seed,
-                                "complete": True}))
+    # What a real experiment leaves: its record with the profile's settings, and what it owns.
+    from resque.study.profiles import load_profile
+    own = {k: globals()[k] for k in ("shift", "intensity", "task") if k in globals()}
+    settings = load_profile(profile).run_settings(kind, seed, **own)
+    records = results / "records"
+    records.mkdir(parents=True, exist_ok=True)
+    experiment = {}
+    if kind == "source":
+        for suffix in (".safetensors", ".fingerprint.safetensors"):
+            (results / "models").mkdir(exist_ok=True)
+            (results / "models" / f"source-seed{seed}{suffix}").write_text("stand-in")
+    else:
+        experiment["scratch_run_id"] = "scratch-" + RUN_ID
+        (records / f"scratch-{RUN_ID}.json").write_text(json.dumps({
+            "schema": "resque-run/2", "run_id": "scratch-" + RUN_ID, "kind": "scratch", "seed": seed,
+            "complete": True, "settings": settings}))
+    (records / f"{RUN_ID}.json").write_text(json.dumps({
+        "schema": "resque-run/2", "run_id": RUN_ID, "kind": kind, "seed": seed, "complete": True,
+        "experiment": experiment, "settings": settings}))
 
 def need_source():
     if not (results / "records" / f"source-seed{seed}.json").exists():

@@ -100,8 +100,15 @@ def test_failing_run_leaves_an_incomplete_record(fashion, tmp_path):
 def test_record_of_another_schema_is_refused(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps({"schema": "resque-run/0", "run_id": "x"}))
-    with pytest.raises(resque.RecordError, match="resque-run/0.*reads 'resque-run/1'"):
+    with pytest.raises(resque.RecordError, match="resque-run/0.*reads 'resque-run/1' and 'resque-run/2'"):
         resque.load_record(path)
+
+
+def test_record_of_the_previous_schema_is_read_without_settings(tmp_path):
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps({"schema": "resque-run/1", "run_id": "x", "kind": "shift", "complete": True}))
+    record = resque.load_record(path)
+    assert record.settings == {} and record.schema == SCHEMA == "resque-run/2" and record.complete
 
 
 def test_truncated_record_is_refused(tmp_path):

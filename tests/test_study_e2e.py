@@ -1,6 +1,8 @@
 """The smoke profile end to end: papermill notebooks on a Dask LocalCluster, records,
 the analysis, the strict book build; then a resume that runs nothing new."""
 
+import nbformat
+
 import json
 from pathlib import Path
 
@@ -23,26 +25,51 @@ pytestmark = pytest.mark.skipif(
 SMOKE = Path(resque.study.profiles.PROFILE_DIR) / "smoke.yaml"
 
 
+def test_a_dataset_the_machine_lacks_stops_the_study_before_any_kernel(tmp_path, monkeypatch):
+    # MNIST is not on this machine and the profile forbids downloads: said at once, not minutes into the run.
+    profile_path = tmp_path / "smoke_and_mnist.yaml"
+    profile_path.write_text(SMOKE.read_text().replace("tasks: [fashion_coarse4]", "tasks: [fashion_coarse4, mnist]"))
+    monkeypatch.setenv("RESQUE_DATA", str(tmp_path / "data"))
+    with pytest.raises(resque.DataError, match="dataset 'mnist' is not in"):
+        run_study(profile_path, tmp_path / "results", progress=False)
+    assert not (tmp_path / "results").exists()
+
+
+def templates_failing_on(task: str, folder: Path) -> Path:
+    """A copy of the notebook templates whose task notebook fails for `task` (a failure mid-study)."""
+    source = Path(resque.__file__).resolve().parents[1] / "notebooks"
+    folder.mkdir()
+    for path in source.glob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        if path.name == "task.ipynb":
+            at = next(i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])) + 1
+            notebook.cells.insert(at, nbformat.v4.new_code_cell(
+                f"if task == {task!r}:\n    raise RuntimeError('stand-in failure of task {task}')"))
+        nbformat.write(notebook, folder / path.name)
+    return folder
+
+
 @needs_jupyter_book
 def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
-    # The shipped smoke grid plus one experiment that must fail here: MNIST is not
-    # on this machine and the profile forbids downloads.
+    # The shipped smoke grid plus one experiment that fails in its notebook, mid-study.
     profile_path = tmp_path / "smoke_and_a_failure.yaml"
-    profile_path.write_text(SMOKE.read_text().replace("tasks: [fashion_coarse4]", "tasks: [fashion_coarse4, mnist]"))
+    profile_path.write_text(SMOKE.read_text().replace("tasks: [fashion_coarse4]", "tasks: [fashion_coarse4, digits]"))
     profile = load_profile(profile_path)
-    assert profile.tasks == ["fashion_coarse4", "mnist"] and not profile.download
+    assert profile.tasks == ["fashion_coarse4", "digits"] and not profile.download
     results = ResultsDir(tmp_path / "results")
     monkeypatch.setenv("RESQUE_DATA", str(tmp_path / "data"))  # the runner's kernels inherit it
+    templates = templates_failing_on("digits", tmp_path / "templates")
 
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
     try:
-        summary = run_study(profile_path, results.root, executor="dask", scheduler=cluster, progress=False)
+        summary = run_study(profile_path, results.root, executor="dask", scheduler=cluster, progress=False,
+                            notebooks_dir=templates)
     finally:
         cluster.close()
 
-    assert list(summary.failed) == ["task-mnist-seed0"]
-    assert "dataset 'mnist' is not in" in summary.failed["task-mnist-seed0"]
-    assert results.failure("task-mnist-seed0").exists() and results.notebook("task-mnist-seed0").exists()
+    assert list(summary.failed) == ["task-digits-seed0"]
+    assert "stand-in failure of task digits" in summary.failed["task-digits-seed0"]
+    assert results.failure("task-digits-seed0").exists() and results.notebook("task-digits-seed0").exists()
     expected = ["source-seed0", "shift-gaussian_noise-0.04-seed0", "shift-gaussian_noise-0.1-seed0",
                 "shift-frost-0.3-seed0", "task-fashion_coarse4-seed0", "energy", "analysis"]
     assert summary.done == expected
@@ -77,6 +104,6 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert all(word in printed for word in ("RESQUE_dist", "epochs", "kWh", "CO2"))
 
-    again = run_study(profile_path, results.root, progress=False)  # local executor
-    assert again.done == [] and list(again.failed) == ["task-mnist-seed0"]
+    again = run_study(profile_path, results.root, progress=False, notebooks_dir=templates)  # local executor
+    assert again.done == [] and list(again.failed) == ["task-digits-seed0"]
     assert set(again.skipped) == set(expected)

@@ -1,6 +1,6 @@
 """Energy (kWh) and carbon (kg CO2-eq) of a stretch of computation, with where each figure comes from.
 
-See PROTOCOL.md, "Retraining and what it costs": energy comes from the best
+See the method page (book/method.md), "What retraining costs": energy comes from the best
 source the machine has and is labelled with it. Three components are read:
 
 ========  ==========================================  ==============================

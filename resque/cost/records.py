@@ -1,17 +1,18 @@
 """One JSON record per run: what was trained, how, what RESQUE said before, what it cost.
 
-The schema is versioned (:data:`SCHEMA`); :func:`load_record` refuses other
-versions with a clear message. Records are written to a temporary file and
+The schema is versioned (:data:`SCHEMA`); :func:`load_record` reads the
+previous version (``resque-run/1``, which had no ``settings``) and refuses
+others with a clear message. Records are written to a temporary file and
 renamed, so a process killed while writing leaves either the previous file or
 none, never a truncated one; and only a record with ``complete=True`` counts as
 a finished run.
 
-Schema ``resque-run/1`` (all keys always present):
+Schema ``resque-run/2`` (all keys always present):
 
 =================  =====================================================================
 key                meaning
 =================  =====================================================================
-schema             ``"resque-run/1"``
+schema             ``"resque-run/2"``
 run_id             unique name of the run (e.g. ``shift-gaussian_noise-0.08-seed0``)
 kind               ``"source"``, ``"shift"``, ``"task"`` or ``"scratch"``
 experiment         what changed: ``{"shift": ..., "intensity": ...}`` or ``{"task": ...}``
@@ -26,6 +27,8 @@ test_accuracy      accuracy on the test split after the last epoch (or null)
 provenance         versions of resque / torch / Python, machine, git commit, UTC time
 complete           true only once the run finished and everything above is filled
 error              the error message of a failed run, else null
+settings           the settings the run's results depend on (a study's profile fields, see
+                   :meth:`resque.study.profiles.Profile.run_settings`); ``{}`` outside a study
 =================  =====================================================================
 """
 
@@ -46,7 +49,9 @@ from ..io import write_json
 
 __all__ = ["SCHEMA", "RunRecord", "RecordError", "RecordsRead", "load_record", "read_records", "provenance"]
 
-SCHEMA = "resque-run/1"
+SCHEMA = "resque-run/2"
+#: Older schemas read by :func:`load_record` (upgraded in memory: their missing keys take their defaults).
+READABLE_SCHEMAS = ("resque-run/1", SCHEMA)
 
 
 @dataclass
@@ -67,6 +72,7 @@ class RunRecord:
     provenance: dict[str, Any] = field(default_factory=dict)
     complete: bool = False
     error: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,17 +113,17 @@ def load_record(path: str | os.PathLike, *, require_complete: bool = False) -> R
         raise RecordError(f"No run record at {str(path)!r}.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RecordError(f"{str(path)!r} is not a JSON run record ({error}); delete it and rerun.") from None
-    if not isinstance(values, dict) or values.get("schema") != SCHEMA:
+    if not isinstance(values, dict) or values.get("schema") not in READABLE_SCHEMAS:
         found = values.get("schema") if isinstance(values, dict) else type(values).__name__
         raise RecordError(
-            f"{str(path)!r} has schema {found!r}; this version of resque reads {SCHEMA!r}. "
+            f"{str(path)!r} has schema {found!r}; this version of resque reads {' and '.join(map(repr, READABLE_SCHEMAS))}. "
             "Rerun the experiment, or read it with the resque version that wrote it."
         )
     known = {f.name for f in fields(RunRecord)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise RecordError(f"{str(path)!r} has unknown keys {unknown} for schema {SCHEMA!r}.")
-    record = RunRecord(**values)
+    record = RunRecord(**{**values, "schema": SCHEMA})
     if require_complete and not record.complete:
         raise RecordError(f"{str(path)!r} is the record of a run that did not finish ({record.error or 'no error recorded'}).")
     return record
@@ -143,6 +149,12 @@ class RecordsRead:
     unreadable: dict[str, str]
     folder: Path
     missing: bool = False
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
 
     def complete(self, kind: str | None = None) -> list[RunRecord]:
         """The records of finished runs, of one `kind` if given."""
@@ -172,8 +184,8 @@ def read_records(folder: str | os.PathLike) -> RecordsRead:
     for path in sorted(folder.glob("*.json")):
         try:
             records.append(load_record(path))
-        except RecordError as error:
-            unreadable[path.name] = str(error)
+        except RecordError as error:  # named by its file name: the reason travels into pages and tables
+            unreadable[path.name] = str(error).replace(repr(str(path)), path.name)
     return RecordsRead(records, unreadable, folder)
 
 

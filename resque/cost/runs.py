@@ -2,7 +2,7 @@
 
 :func:`run_training` wraps :func:`resque.cost.training.train` with a
 :class:`~resque.cost.tracking.CostTracker` and turns the outcome into a
-:class:`~resque.cost.records.RunRecord`. The three kinds of run of PROTOCOL.md
+:class:`~resque.cost.records.RunRecord`. The three kinds of run of book/method.md
 share it:
 
 - ``kind="source"``: the source model trained from scratch on clean S0+S2;
@@ -44,6 +44,7 @@ def run_training(
     energy: bool = True,
     country_iso_code: str = "USA",
     record_path: str | os.PathLike | None = None,
+    settings: dict | None = None,
     device=None,
     progress: bool = True,
 ) -> RunRecord:
@@ -70,6 +71,9 @@ def run_training(
     record_path : path, optional
         Where to write the record (JSON, atomically). If training raises, an
         incomplete record with the error is written there before the error propagates.
+    settings : dict, optional
+        The settings the run depends on, stored as ``record.settings`` (a study
+        stores its profile's; see :meth:`resque.study.profiles.Profile.run_settings`).
 
     Returns
     -------
@@ -90,6 +94,7 @@ def run_training(
         model=dict(getattr(model, "resque_config", {}) or {"name": type(model).__name__, "kwargs": {}}),
         estimators=dict(estimators or {}),
         provenance=provenance(),
+        settings=dict(settings or {}),
     )
     try:
         train_set = as_tensors(train_data, "train_data")

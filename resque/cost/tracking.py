@@ -1,6 +1,6 @@
 """What retraining costs, epoch by epoch: steps, gradient norms, parameter change, time, FLOPs, energy.
 
-See PROTOCOL.md, "Retraining and what it costs". :class:`CostTracker` wraps
+See the method page (book/method.md), "What retraining costs". :class:`CostTracker` wraps
 any training loop; the loop calls four hooks and gets one :class:`EpochCosts`
 per epoch and a :class:`TrainingCosts` in total (``resque.cost.training.train``
 calls them for you when given a tracker)::

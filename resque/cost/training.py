@@ -1,6 +1,6 @@
 """One training loop for the three runs of a study: from scratch, after a shift, after a task change.
 
-See PROTOCOL.md, "Retraining and what it costs". The loop trains until the
+See the method page (book/method.md), "What retraining costs". The loop trains until the
 validation accuracy reaches a target, or a cutoff rule or the epoch cap ends
 it, and says which (:data:`STOP_REASONS`): a run that never reached its target
 is censored, and the analysis must know.
@@ -53,7 +53,7 @@ STOP_REASONS = ("reached", "cutoff-1", "cutoff-2", "cap", "diverged")
 
 @dataclass
 class TrainConfig:
-    """How to (re)train; the defaults are the authors' (PROTOCOL.md) unless noted.
+    """How to (re)train; the defaults are the authors' (book/method.md) unless noted.
 
     Attributes
     ----------

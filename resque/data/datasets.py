@@ -1,6 +1,6 @@
 """Image classification datasets by name, each brought to one model input shape.
 
-See PROTOCOL.md, "Data protocol". Every dataset loaded here yields
+See the method page (book/method.md), "The data protocol". Every dataset loaded here yields
 ``(image, label)`` pairs: ``image`` a float tensor ``(C, H, W)`` in ``[0, 1]``,
 ``label`` an ``int``. Each one also carries ``.classes`` (names, indexed by
 label) and ``.targets`` (all labels as one tensor), so that stratified splits
@@ -54,6 +54,7 @@ __all__ = [
     "data_root",
     "list_datasets",
     "load_dataset",
+    "check_available",
     "prepare_fashion_mnist",
     "to_model_input",
 ]
@@ -189,7 +190,7 @@ def to_model_input(
 
     Colour is converted before resizing when it shrinks the data (RGB to grey)
     and after when it grows it (grey to RGB), so that only the channels kept
-    are resized. No mean/std normalisation is applied: PROTOCOL.md defines
+    are resized. No mean/std normalisation is applied: book/method.md defines
     images, and the shifts applied to them, on the ``[0, 1]`` scale; a model
     that wants normalised inputs should normalise inside its ``forward``.
 
@@ -359,6 +360,19 @@ class _Parts(NamedTuple):
 def list_datasets(pattern: str | None = None) -> list[str]:
     """Names :func:`load_dataset` accepts, sorted; `pattern` filters with shell wildcards (``"*mnist"``)."""
     return DATASETS.names(pattern)
+
+
+def check_available(name: str, *, root: str | os.PathLike | None = None, download: bool = False) -> None:
+    """Raise the error :func:`load_dataset` would raise if dataset `name` cannot be had here; else return.
+
+    Cheap for the offline default (its files are only looked for), a load of
+    the test split otherwise.
+    """
+    DATASETS.get(name)  # unknown names: close matches and the list
+    if name == "fashion_mnist":
+        prepare_fashion_mnist(data_root(root), download=download)
+    else:
+        load_dataset(name, "test", root=root, download=download)
 
 
 def load_dataset(

@@ -1,6 +1,6 @@
 """Image shifts: the corruptions that produce the shifted data of a study.
 
-See PROTOCOL.md, "Shifts". Every family maps a batch ``(B, C, H, W)`` of floats
+See the method page (book/method.md), "The data protocol". Every family maps a batch ``(B, C, H, W)`` of floats
 in ``[0, 1]`` to a batch of the same shape, dtype and device, clamped to
 ``[0, 1]``. Each takes one number, its *intensity*, on a scale documented in
 its table entry (:func:`create_shift`), where ``0`` leaves the images exactly
@@ -693,7 +693,7 @@ def _frost(images: torch.Tensor, weight: float, streams: _ImageStreams, textures
 class ShiftedDataset(Dataset):
     """A map-style dataset whose images are shifted once, at construction.
 
-    PROTOCOL.md: a shift experiment applies the shift once per image, fixed, not
+    book/method.md: a shift experiment applies the shift once per image, fixed, not
     re-drawn per epoch. All images are shifted in batches when the object is
     built and kept in memory (Fashion-MNIST: 60 000 x 784 float32 = 188 MB).
     Image ``i`` is shifted with the random stream of ``(seed, i)``, so the result

@@ -1,6 +1,6 @@
 """Stratified, seeded splits of a labelled dataset, computed from its labels alone.
 
-See PROTOCOL.md, "Data protocol": per class, the training set is split
+See the method page (book/method.md), "The data protocol": per class, the training set is split
 50 / 30 / 20 % into S0, S1, S2; the source model trains on S0+S2, a shift is
 applied to S1+S2; stopping decisions use a validation split held out of the new
 data. Small profiles subsample N images per class.
@@ -41,7 +41,7 @@ __all__ = [
     "validation_split",
 ]
 
-#: Per-class shares of S0, S1, S2 (PROTOCOL.md).
+#: Per-class shares of S0, S1, S2 (book/method.md).
 PROTOCOL_FRACTIONS = (0.5, 0.3, 0.2)
 
 
@@ -154,7 +154,7 @@ def stratified_partition(data: Any, fractions: Sequence[float], seed: int = 0) -
 
 @dataclass(frozen=True)
 class ProtocolSplit:
-    """S0, S1, S2 of a training set (PROTOCOL.md), as sorted index tensors.
+    """S0, S1, S2 of a training set (book/method.md), as sorted index tensors.
 
     Attributes
     ----------

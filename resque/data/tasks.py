@@ -1,6 +1,6 @@
 """New tasks made from existing datasets, declared as data and applied by one function.
 
-See PROTOCOL.md, "Shifts" (tasks): besides other datasets, the study changes
+See the method page (book/method.md), "The data protocol" (tasks): besides other datasets, the study changes
 the task on the same images: a subset of the classes, coarse labels, a
 relabelling, or transformed images. A :class:`TaskSpec` says which, and
 :func:`derive_task` applies it to a loaded dataset. Named presets live in

@@ -1,6 +1,6 @@
 """RESQUE_dist: how far a distribution shift turns each class's mean embedding.
 
-See PROTOCOL.md, "RESQUE_dist". The estimator streams: one forward pass per
+See the method page (book/method.md), "RESQUE_dist: a distribution shift". The estimator streams: one forward pass per
 dataset, and only the per-class embedding sums (``K x C`` numbers) are kept, so
 memory does not grow with the number of images. Those sums, computed once on a
 model's original data, are its *fingerprint*: saved next to the model, they

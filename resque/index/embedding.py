@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ..checks import check_int, close_matches, did_you_mean
-from ..errors import DataError, InvalidParameterError, LayerNotFoundError
+from ..errors import DataError, InvalidParameterError, LayerNotFoundError, PixelRangeWarning
 
 __all__ = ["find_layer", "as_loader", "model_device", "layer_outputs", "model_outputs", "DEFAULT_BATCH_SIZE"]
 
@@ -146,6 +146,63 @@ def as_loader(
     return loader
 
 
+def expected_input(model: nn.Module) -> tuple[int | None, int | None]:
+    """``(channels, image size)`` the model takes, where it says (``None`` where it does not).
+
+    A model of the zoo records both (``model.resque_config``); otherwise the
+    first ``Conv2d`` gives the channels.
+    """
+    kwargs = (getattr(model, "resque_config", None) or {}).get("kwargs", {})
+    channels, size = kwargs.get("in_channels"), kwargs.get("image_size")
+    if channels is None:
+        conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        channels = conv.in_channels if conv is not None else None
+    return channels, size
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def _describe_expected(channels, size) -> str:
+    if channels is None:
+        return ""
+    shape = f"(B, {channels}, {size}, {size})" if size else f"(B, {channels}, H, W)"
+    return f" The model takes float batches of shape {shape}."
+
+
+def _check_images(images: torch.Tensor, name: str, channels: int | None, size: int | None,
+                  model_dtype: torch.dtype | None) -> None:
+    """Refuse a batch the model cannot take, saying what it takes and what came instead."""
+    expected = _describe_expected(channels, size)
+    got = f"shape {tuple(images.shape)} and dtype {str(images.dtype).replace('torch.', '')}"
+    if not images.is_floating_point():
+        raise DataError(
+            f"`{name}` yields images of {got}; resque expects floats in [0, 1]. Convert them "
+            "(e.g. images.float() / 255, torchvision.transforms.ToTensor, or resque.to_model_input)." + expected
+        )
+    if channels is not None:
+        if images.ndim == 3 and images.shape[1] != channels:
+            raise DataError(f"`{name}` yields images of {got}, without a channel axis; add one "
+                            f"(images.unsqueeze(1) for grey images)." + expected)
+        if images.ndim != 4:
+            raise DataError(f"`{name}` yields images of {got}; expected 4-D (B, C, H, W) batches." + expected)
+        if images.shape[1] != channels:
+            if images.shape[-1] == channels:
+                raise DataError(f"`{name}` yields images of {got}, which look channels-last; the model wants "
+                                "channels first: images.permute(0, 3, 1, 2)." + expected)
+            raise DataError(f"`{name}` yields images with {images.shape[1]} channel(s) ({got}); the model takes "
+                            f"{channels}. resque.to_model_input converts grey and colour images." + expected)
+        if size is not None and tuple(images.shape[2:]) != (size, size):
+            raise DataError(f"`{name}` yields {images.shape[2]}x{images.shape[3]} images ({got}); the model was "
+                            f"built for {size}x{size}. Resize them (resque.to_model_input(image_size={size}))."
+                            + expected)
+    if model_dtype is not None and images.dtype != model_dtype:
+        raise DataError(f"`{name}` yields images of dtype {str(images.dtype).replace('torch.', '')} but the model's "
+                        f"weights are {str(model_dtype).replace('torch.', '')}; cast one to the other (model.float(), "
+                        "or images of the model's dtype).")
+
+
 def _split_batch(batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise DataError(
@@ -254,6 +311,8 @@ def model_outputs(
     captured: list = []
     handle = target.register_forward_hook(lambda m, i, o: captured.append(o)) if target is not None else None
     seen = 0
+    warned_scale = False
+    takes = (*expected_input(model), _model_dtype(model))  # (channels, size, dtype), checked on every batch
     try:
         with _inference_mode(model, device):
             try:
@@ -268,10 +327,25 @@ def model_outputs(
                         f"`{name}` contains images with NaN or Inf values (in the batch after "
                         f"{seen} images); clean or drop them before scoring."
                     )
+                _check_images(images, name, *takes)
+                if not warned_scale and images.numel() and float(images.max()) > 1.0 + 1e-6:
+                    warnings.warn(
+                        f"`{name}` holds pixel values up to {float(images.max()):.4g}; resque expects images in "
+                        "[0, 1] (divide 0-255 images by 255). RESQUE and the baselines are computed as given.",
+                        PixelRangeWarning, stacklevel=4,
+                    )
+                    warned_scale = True
                 images = images.to(device, non_blocking=True)
                 labels = labels.to(device=device, dtype=torch.long, non_blocking=True)
                 captured.clear()
-                model_output = model(images)
+                try:
+                    model_output = model(images)
+                except RuntimeError as error:  # shape or dtype mismatches inside the model
+                    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise DataError(
+                        f"The model cannot run on a batch of `{name}` of shape {tuple(images.shape)} "
+                        f"({first})." + _describe_expected(*takes[:2])
+                    ) from error
                 layer_output = None
                 if target is not None:
                     if len(captured) != 1:

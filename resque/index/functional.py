@@ -25,7 +25,7 @@ __all__ = [
     "adjusted_rand_index",
 ]
 
-#: How a layer output becomes one vector per image (see PROTOCOL.md, RESQUE_dist step 1).
+#: How a layer output becomes one vector per image (see book/method.md, RESQUE_dist step 1).
 POOLS = ("mean", "flatten")
 
 

@@ -1,6 +1,6 @@
 """RESQUE_task: how badly the old model's embeddings cluster the new task's classes.
 
-See PROTOCOL.md, "RESQUE_task". The new task's images go through the model
+See the method page (book/method.md), "RESQUE_task: a task change". The new task's images go through the model
 once; their embeddings are clustered with k-means into as many clusters as the
 task has classes, and the index is ``1 - ARI(true labels, clusters)``: 0 when
 the old features already separate the new classes, about 1 when they carry no

@@ -51,7 +51,7 @@ def _profile(profile: Profile | str) -> Profile:
 
 @dataclass
 class StudyData:
-    """The source dataset of one seed, split as PROTOCOL.md says.
+    """The source dataset of one seed, split as book/method.md says.
 
     Attributes
     ----------
@@ -116,6 +116,7 @@ def run_source(profile: Profile | str, seed: int, results_dir: str | os.PathLike
         model_kwargs=_model_kwargs(profile, data), kind="source", run_id=make_run_id("source", seed=seed),
         experiment={"dataset": profile.dataset, "profile": profile.name}, test_data=data.test,
         energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
+        settings=profile.run_settings("source", seed),
     )
     results.source_model(seed).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, results.source_model(seed), seed=seed, profile=profile.name)
@@ -205,7 +206,7 @@ def run_shift(
     config = profile.retrain_config(seed)
     experiment = {"shift": shift, "intensity": float(intensity), "dataset": profile.dataset, "profile": profile.name}
     options = dict(energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
-                   test_data=test_shifted)
+                   test_data=test_shifted, settings=profile.run_settings("shift", seed, shift=shift, intensity=intensity))
     scratch = None
     if profile.scratch:
         _, scratch = train_from_scratch(
@@ -273,7 +274,7 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
     config = profile.retrain_config(seed)
     experiment = {"task": task, "task_dataset": spec.dataset, "num_classes": num_classes, "profile": profile.name}
     run_options = dict(energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
-                       test_data=test)
+                       test_data=test, settings=profile.run_settings("task", seed, task=task))
     scratch = None
     if profile.scratch:
         kwargs = {**source.resque_config["kwargs"], "num_classes": num_classes}

@@ -16,13 +16,17 @@ from typing import Any
 
 from ..config import from_dict
 from ..extras import require
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, ProfileError
 from ..cost.training import TrainConfig
-from .results import SUMMARY_IDS, run_id
+from .results import SUMMARY_IDS, format_intensity, run_id
 
 __all__ = ["PROFILE_DIR", "Profile", "Experiment", "list_profiles", "load_profile", "expand", "NOTEBOOKS"]
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
+
+#: Version of what :meth:`Profile.run_settings` records; bump it when a change of code
+#: makes old records incomparable with new ones even under the same profile.
+SETTINGS_VERSION = 1
 
 #: Experiment kind -> template notebook (file name under notebooks/).
 NOTEBOOKS = {
@@ -104,16 +108,68 @@ class Profile:
                 raise InvalidParameterError(f"shifts.{family}", intensities, "a non-empty list of intensities")
             for value in intensities:
                 create_shift(family).check_intensity(value)
+            _refuse_duplicates(f"shifts.{family}", intensities, format_intensity,
+                               "two intensities that the run id writes the same way would share one record")
         for task in self.tasks:
             if task not in list_tasks():
                 raise InvalidParameterError("tasks", task, list_tasks())
-        if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in self.seeds):
-            raise InvalidParameterError("seeds", self.seeds, "a non-empty list of integers")
+        if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
+            raise InvalidParameterError("seeds", self.seeds, "a non-empty list of non-negative integers")
+        _refuse_duplicates("seeds", self.seeds, str, "each seed is one replicate")
+        _refuse_duplicates("tasks", self.tasks, str, "each task is one experiment per seed")
         # below 20 a class has no image left for the 10 % validation split of S1+S2
         if self.n_per_class is not None and (not isinstance(self.n_per_class, int) or self.n_per_class < 20):
             raise InvalidParameterError("n_per_class", self.n_per_class, "an integer >= 20, or null for all images")
         self.source_config(0)
         self.retrain_config(0)
+
+    def check_runnable(self) -> None:
+        """What a run needs beyond the profile's own values, checked before any kernel starts.
+
+        The energy tracker's country code, the model's arguments, and the
+        datasets (source and tasks), which must be on disk unless ``download``.
+        Raises the error the run would have raised later, minutes into it.
+        """
+        from ..cost.energy import _check_country
+        from ..data.datasets import check_available
+        from ..data.tasks import get_task
+        from ..models.zoo import create_model
+
+        if self.energy:
+            try:
+                _check_country(self.country_iso_code)
+            except ImportError:  # no codecarbon: the run records no energy and says so
+                pass
+        create_model(self.model, **self.model_kwargs)
+        for dataset in sorted({self.dataset} | {get_task(task).dataset for task in self.tasks}):
+            check_available(dataset, download=self.download)
+
+    def run_settings(self, kind: str, seed: int, *, shift: str | None = None, intensity: float | None = None,
+                     task: str | None = None) -> dict[str, Any]:
+        """The profile's settings that one run's results depend on, as plain values.
+
+        Stored in the run's record (``record.settings``); on resume the runner
+        compares them with the profile's current ones, so that a folder never
+        mixes runs made with different settings. A shift or task run depends
+        on its source model too, so its settings include the source's.
+        """
+        settings: dict[str, Any] = {
+            "settings_version": SETTINGS_VERSION,
+            "dataset": self.dataset, "model": self.model, "model_kwargs": dict(self.model_kwargs),
+            "image_size": self.image_size, "channels": self.channels, "n_per_class": self.n_per_class,
+            "source": dataclasses.asdict(self.source_config(seed)), "energy": self.energy,
+            "country_iso_code": self.country_iso_code if self.energy else None,
+        }
+        if kind == "source":
+            return settings
+        settings.update({"retrain": dataclasses.asdict(self.retrain_config(seed)), "scratch": self.scratch})
+        if kind == "shift":
+            settings.update({"shift": shift, "intensity": float(intensity), "paired": self.paired})
+        elif kind == "task":
+            settings["task"] = task
+        else:
+            raise InvalidParameterError("kind", kind, ["source", "shift", "task"])
+        return settings
 
     def source_config(self, seed: int) -> TrainConfig:
         return from_dict(TrainConfig, {**self.source, "seed": seed}, name="source")
@@ -159,11 +215,46 @@ def load_profile(profile: str | os.PathLike) -> Profile:
             raise InvalidParameterError("profile", str(profile), list_profiles(), "Or pass the path of a YAML file.")
     elif not path.exists():
         raise InvalidParameterError("profile", str(profile), "an existing YAML file or one of " + ", ".join(list_profiles()))
-    values = yaml.safe_load(path.read_text()) or {}
+    text = path.read_text()
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        problem = " ".join(str(part) for part in (getattr(error, "context", None), getattr(error, "problem", None)) if part)
+        raise ProfileError(f"{where}: not valid YAML ({problem or error}). A profile is a mapping of fields, "
+                           "e.g. `seeds: [0, 1, 2]` and `shifts: {gaussian_noise: [0, 0.04]}`.") from None
     if not isinstance(values, dict):
-        raise InvalidParameterError("profile", str(path), "a YAML mapping of profile fields")
+        raise ProfileError(f"{path}: a profile is a YAML mapping of fields (name: value), got a {type(values).__name__}.")
+    _check_shapes(values, yaml.compose(text), path)
     values.setdefault("name", path.stem)
     return from_dict(Profile, values, name=f"profile {path.name}")
+
+
+#: The YAML form of each field that is not a plain value, as a profile's author would write it.
+_SHAPES = {
+    "seeds": (list, "a list of integers, e.g. [0, 1, 2]"),
+    "tasks": (list, "a list of task names, e.g. [fashion_coarse4]"),
+    "shifts": (dict, "a mapping of shift family -> list of intensities, e.g. {gaussian_noise: [0, 0.04, 0.08]}"),
+    "source": (dict, "a mapping of training settings, e.g. {max_epochs: 20, lr: 0.001}"),
+    "retrain": (dict, "a mapping of training settings, e.g. {max_epochs: 20, lr: 0.001}"),
+    "model_kwargs": (dict, "a mapping of model arguments, e.g. {width: 16}"),
+}
+
+
+def _check_shapes(values: dict, document, path: Path) -> None:
+    """Refuse a field of the wrong YAML form, naming the file, the line and the form expected."""
+    lines = {key.value: key.start_mark.line + 1 for key, _ in getattr(document, "value", [])
+             if hasattr(key, "value")}
+    for name, (kind, form) in _SHAPES.items():
+        value = values.get(name)
+        if name in values and not isinstance(value, kind):
+            found = "nothing" if value is None else f"a {type(value).__name__} ({value!r})"
+            raise ProfileError(f"{path}, line {lines.get(name, '?')}: `{name}` must be {form}; got {found}.")
+    for family, intensities in (values.get("shifts") or {}).items():
+        if not isinstance(intensities, list):
+            raise ProfileError(f"{path}, line {lines.get('shifts', '?')}: the intensities of shift `{family}` must "
+                               f"be a list of numbers, e.g. [0, 0.04, 0.08]; got {intensities!r}.")
 
 
 def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -> list[Experiment]:
@@ -189,3 +280,14 @@ def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -
     for summary in SUMMARY_IDS:
         experiments.append(Experiment(run_id(summary), summary, {**common, "seed": profile.seeds[0]}))
     return experiments
+
+
+def _refuse_duplicates(name: str, values, key, why: str) -> None:
+    seen: dict[str, object] = {}
+    for value in values:
+        if key(value) in seen:
+            raise InvalidParameterError(
+                name, values, "a list without repeats",
+                f"{seen[key(value)]!r} and {value!r} are the same experiment ({why}); remove one.",
+            )
+        seen[key(value)] = value

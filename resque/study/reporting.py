@@ -9,8 +9,8 @@ Energy is in kWh, carbon in kg CO2-eq, time in seconds, as in the records.
 from __future__ import annotations
 
 import os
+import dataclasses
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import torch
 
 from ..cost.energy import MEASURED_SOURCES
 from ..cost.measures import MEASURES
-from ..cost.records import RunRecord, read_records
+from ..cost.records import RecordsRead, RunRecord, read_records
 
 __all__ = [
     "ENERGY_PARTS",
@@ -282,22 +282,25 @@ def format_table(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
 # --------------------------------------------------------------------------- energy
 
 
-def load_records(results_dir: str | os.PathLike, *, complete_only: bool = True) -> list[RunRecord]:
-    """All run records under ``results_dir/records/*.json``, sorted by run id.
+def load_records(results_dir: str | os.PathLike, *, complete_only: bool = True) -> RecordsRead:
+    """The run records of a study (``results_dir/records/*.json``), the unreadable ones named.
 
     Parameters
     ----------
     results_dir : path
-        A study's results directory (layout: :mod:`resque.study`).
+        A study's results directory (layout: :mod:`resque.study.results`).
     complete_only : bool, default True
-        Skip records of runs that did not finish.
+        Leave out records of runs that did not finish.
 
-    Unreadable files are named in a warning (see :func:`resque.cost.records.read_records`).
+    Returns
+    -------
+    RecordsRead
+        ``.records`` sorted by run id; ``.unreadable`` (file -> why) and
+        ``.describe_unreadable()`` for the page to say so.
     """
     found = read_records(Path(results_dir, "records"))
-    if found.unreadable:  # named, never dropped without a word
-        warnings.warn(found.describe_unreadable() + ". Delete or rerun those experiments.", stacklevel=2)
-    return sorted((r for r in found.records if r.complete or not complete_only), key=lambda r: r.run_id)
+    kept = sorted((r for r in found.records if r.complete or not complete_only), key=lambda r: r.run_id)
+    return dataclasses.replace(found, records=kept)
 
 
 def _status(sources: Iterable[str]) -> str:

@@ -7,14 +7,19 @@ models, then shifts and tasks (they start from a source model), then the
 energy page, then the analysis.
 
 Resume rule
-    An experiment with a complete record (:meth:`ResultsDir.complete`) and no
-    failure file is skipped; the expensive part, the training, is never
-    repeated. A failure file next to a complete record means the notebook broke
-    after the record was written (a plot, say), so that experiment runs again.
+    An experiment is skipped only when it is done (:mod:`resque.study.resume`):
+    its record complete and made with the profile's current settings, the
+    records and files it owns whole (the scratch yardstick, a source's
+    checkpoint and fingerprint), its executed notebook finished, and no failure
+    file. Anything else runs again, and the reason is shown. Records made with
+    other settings are refused before any kernel starts, unless
+    ``rerun_changed`` asks to run those experiments again. A shift or task run
+    whose source model was trained again in this invocation runs again too, so
+    that no record comes from another source model than its seed's.
     ``energy`` and ``analysis`` write no record of their own: they summarise the
     others, so they run again whenever an experiment finished in this
     invocation, and are skipped only when nothing new finished, their executed
-    notebook exists, their template is not newer than it, and they did not
+    notebook is finished, their template is not newer than it, and they did not
     fail last time. Delete an executed notebook to force its re-run.
 
 Failure rule
@@ -43,6 +48,7 @@ Parameters injected
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import os
@@ -58,7 +64,9 @@ from typing import Any
 from ..errors import InvalidParameterError, ResqueError
 from ..io import write_json
 from .profiles import NOTEBOOKS, Experiment, expand, list_profiles, load_profile
-from .results import SUMMARY_IDS, ResultsDir
+from .profiles import Profile
+from .results import SUMMARY_IDS, ResultsDir, run_id as make_run_id
+from .resume import State, check_settings, experiment_state
 
 __all__ = [
     "EXECUTORS",
@@ -90,7 +98,8 @@ class Outcome:
         ``"done"``, ``"skipped"`` (nothing to do), ``"failed"`` or ``"blocked"``
         (not attempted: the source model of its seed failed in this invocation).
     reason : str
-        Why it was skipped or blocked, or the one-line error of a failure.
+        Why it was skipped, blocked or run again (a cut-off notebook, a corrupt
+        yardstick record...), or the one-line error of a failure.
     seconds : float
         Wall time of the notebook execution (0 when nothing ran).
     notebook : str or None
@@ -148,6 +157,10 @@ class StudySummary:
         ]
         for run_id, error in self.failed.items():
             lines.append(f"  FAILED {run_id}: {error}")
+        again = [(o.run_id, o.reason) for o in self.outcomes
+                 if o.status == "done" and o.reason and o.reason not in ("no record yet", "no executed notebook")]
+        for run_id, reason in again:
+            lines.append(f"  ran again, {run_id}: {reason}")
         if self.blocked:
             lines.append(f"  not attempted (their source model failed): {', '.join(self.blocked)}")
         if self.failed:
@@ -278,12 +291,20 @@ class _Plan:
     profile_name: str
     results: ResultsDir
     experiments: list[Experiment]
+    profile: Profile
+
+    def states(self) -> dict[str, State]:
+        """Where each experiment stands (:func:`~resque.study.resume.experiment_state`)."""
+        return {e.run_id: experiment_state(e, self.results, self.profile) for e in self.experiments}
 
 
 def plan_study(
     profile: str | os.PathLike, results_dir: str | os.PathLike | None = None, *, only: str | None = None,
-) -> tuple[str, Path, list[Experiment]]:
-    """The experiments :func:`run_study` would consider, without running anything.
+) -> tuple[str, Path, list[tuple[Experiment, State]]]:
+    """The experiments :func:`run_study` would consider and where each stands, without running anything.
+
+    Validates exactly what :func:`run_study` validates about the profile and
+    the results folder (everything but the executor, templates and kernel).
 
     Returns
     -------
@@ -291,19 +312,25 @@ def plan_study(
         The profile's name.
     results_dir : pathlib.Path
         Absolute results folder (the default applied).
-    experiments : list of Experiment
-        In execution order, filtered by `only`.
+    experiments : list of (Experiment, State)
+        In execution order, filtered by `only`; each with its
+        :class:`~resque.study.resume.State` (done, to run and why, changed, failed).
     """
     plan = _plan(profile, results_dir, only)
-    return plan.profile_name, plan.results.root, plan.experiments
+    states = plan.states()
+    return plan.profile_name, plan.results.root, [(e, states[e.run_id]) for e in plan.experiments]
 
 
 def _plan(profile, results_dir, only) -> _Plan:
     ref = _profile_ref(profile)
     loaded = load_profile(ref)  # validates names and ranges (Profile.__post_init__)
     root = default_results_dir(loaded.name) if results_dir is None else Path(results_dir).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise InvalidParameterError("results_dir", str(root), "a folder (it is created when missing)",
+                                    "It is a file; pass the folder the study's results go to.")
     experiments = _select(expand(loaded, ref, root), only)
-    return _Plan(loaded.name, ResultsDir(root), experiments)
+    loaded.check_runnable()  # the country code, model arguments and datasets, before any kernel starts
+    return _Plan(loaded.name, ResultsDir(root), experiments, loaded)
 
 
 # --------------------------------------------------------------------------- one experiment
@@ -377,6 +404,9 @@ def run_experiment(
         papermill.execute_notebook(
             str(template), str(output), parameters=dict(experiment.parameters), kernel_name=kernel_name,
             progress_bar=False,  # the study's bar is the one to watch
+            # The kernel listens on loopback only; its "TCP without encryption" warning, once per
+            # notebook, would bury the study's own output. Its errors still show.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except Exception as error:  # any failure is recorded, never propagated: the study goes on
         notebook = str(output) if output.exists() else None
@@ -389,42 +419,45 @@ def run_experiment(
 # --------------------------------------------------------------------------- decisions
 
 
-def _already_done(experiment: Experiment, results: ResultsDir) -> bool:
-    return results.complete(experiment.run_id) and not results.failure(experiment.run_id).exists()
-
-
-def _summary_is_current(experiment: Experiment, results: ResultsDir, template: Path, anything_new: bool) -> bool:
+def _summary_is_current(experiment: Experiment, state: State, results: ResultsDir, template: Path,
+                        anything_new: bool) -> bool:
     executed = results.notebook(experiment.run_id)
-    return (
-        not anything_new
-        and executed.exists()
-        and not results.failure(experiment.run_id).exists()
-        and template.stat().st_mtime <= executed.stat().st_mtime
-    )
+    return not anything_new and state.done and template.stat().st_mtime <= executed.stat().st_mtime
 
 
 def _triage(
     stage: list[Experiment], results: ResultsDir, folder: Path, outcomes: dict[str, Outcome],
+    states: dict[str, State],
 ) -> tuple[list[Outcome], list[Experiment]]:
     """Split a stage into outcomes decided without a kernel and experiments to execute."""
-    failed_sources = {o.run_id for o in outcomes.values() if o.kind == "source" and o.status == "failed"}
+    sources = {o.run_id: o.status for o in outcomes.values() if o.kind == "source"}
     anything_new = any(o.status == "done" and o.kind not in SUMMARY_IDS for o in outcomes.values())
     decided, to_run = [], []
     for exp in stage:
-        source_id = f"source-seed{exp.parameters.get('seed')}"
+        state = states[exp.run_id]
+        source_id = make_run_id("source", seed=exp.parameters["seed"])
         if exp.kind in SUMMARY_IDS:
-            if _summary_is_current(exp, results, folder / exp.notebook, anything_new):
+            if _summary_is_current(exp, state, results, folder / exp.notebook, anything_new):
                 decided.append(Outcome(exp.run_id, exp.kind, "skipped", "nothing new since its last run",
                                        notebook=str(results.notebook(exp.run_id))))
                 continue
-        elif _already_done(exp, results):
-            decided.append(Outcome(exp.run_id, exp.kind, "skipped", "complete record exists"))
-            continue
-        elif exp.kind in DEPENDENT_KINDS and source_id in failed_sources:
+        elif exp.kind in DEPENDENT_KINDS and sources.get(source_id) == "failed":
             decided.append(Outcome(exp.run_id, exp.kind, "blocked", f"{source_id} failed"))
             continue
+        elif state.done and not (exp.kind in DEPENDENT_KINDS and sources.get(source_id) == "done"):
+            decided.append(Outcome(exp.run_id, exp.kind, "skipped", "done: record, notebook and yardstick complete"))
+            continue
+        elif state.done:
+            states[exp.run_id] = State(exp.run_id, "to run", f"its source model {source_id} was trained again")
         to_run.append(exp)
     return decided, to_run
+
+
+def _why(outcome: Outcome, states: dict[str, State]) -> Outcome:
+    """A finished run carries the reason it ran (a partial notebook, a corrupt yardstick...)."""
+    if outcome.status != "done":
+        return outcome
+    return dataclasses.replace(outcome, reason=states[outcome.run_id].reason)
 
 
 def _stages(experiments: list[Experiment]) -> list[list[Experiment]]:
@@ -438,21 +471,22 @@ def _stages(experiments: list[Experiment]) -> list[list[Experiment]]:
 # --------------------------------------------------------------------------- executors
 
 
-def _run_local(stages, results, folder, kernel_name, bar) -> dict[str, Outcome]:
+def _run_local(stages, results, folder, kernel_name, bar, states) -> dict[str, Outcome]:
     outcomes: dict[str, Outcome] = {}
     for stage in stages:
-        decided, to_run = _triage(stage, results, folder, outcomes)
+        decided, to_run = _triage(stage, results, folder, outcomes, states)
         for outcome in decided:
             outcomes[outcome.run_id] = outcome
             bar.update(1)
         for exp in to_run:
             bar.set_description(exp.run_id)
-            outcomes[exp.run_id] = run_experiment(exp, folder / exp.notebook, results.root, kernel_name=kernel_name)
+            outcome = run_experiment(exp, folder / exp.notebook, results.root, kernel_name=kernel_name)
+            outcomes[exp.run_id] = _why(outcome, states)
             bar.update(1)
     return outcomes
 
 
-def _run_dask(stages, results, folder, kernel_name, bar, scheduler) -> dict[str, Outcome]:
+def _run_dask(stages, results, folder, kernel_name, bar, scheduler, states) -> dict[str, Outcome]:
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -465,7 +499,7 @@ def _run_dask(stages, results, folder, kernel_name, bar, scheduler) -> dict[str,
         # Stage by stage, waiting in between: shifts and tasks need the source
         # checkpoints on disk, and the summaries need every record.
         for stage in stages:
-            decided, to_run = _triage(stage, results, folder, outcomes)
+            decided, to_run = _triage(stage, results, folder, outcomes, states)
             for outcome in decided:
                 outcomes[outcome.run_id] = outcome
                 bar.update(1)
@@ -485,7 +519,7 @@ def _run_dask(stages, results, folder, kernel_name, bar, scheduler) -> dict[str,
                     executed = results.notebook(exp.run_id)
                     outcome = _record_failure(exp, results, error, template=folder / exp.notebook, seconds=0.0,
                                               notebook=str(executed) if executed.exists() else None)
-                outcomes[outcome.run_id] = outcome
+                outcomes[outcome.run_id] = _why(outcome, states)
                 bar.set_description(outcome.run_id)
                 bar.update(1)
     finally:
@@ -507,6 +541,7 @@ def run_study(
     only: str | None = None,
     kernel_name: str = "python3",
     progress: bool = True,
+    rerun_changed: bool = False,
 ) -> StudySummary:
     """Execute every experiment of a profile as a papermill notebook; resume and survive failures.
 
@@ -550,6 +585,12 @@ def run_study(
         Jupyter kernel the notebooks run in.
     progress : bool, default True
         Show a tqdm bar over experiments (its description is the current run_id).
+    rerun_changed : bool, default False
+        Run again the experiments whose records were made with other settings
+        than the profile's current ones (replacing those records). Without it
+        such records stop the run before any kernel starts
+        (:class:`~resque.errors.SettingsChangedError`), so that one folder
+        never mixes settings.
 
     Returns
     -------
@@ -576,6 +617,8 @@ def run_study(
     _check_templates(plan.experiments, folder)
     if executor == "local":
         _check_kernel(kernel_name)  # on a cluster, the workers' kernels are what counts
+    states = plan.states()
+    check_settings(states, plan.results, rerun_changed=rerun_changed)
 
     from tqdm.auto import tqdm
 
@@ -583,9 +626,9 @@ def run_study(
     with tqdm(total=len(plan.experiments), desc=plan.profile_name, unit="notebook", disable=not progress,
               file=sys.stderr) as bar:
         if executor == "local":
-            outcomes = _run_local(stages, plan.results, folder, kernel_name, bar)
+            outcomes = _run_local(stages, plan.results, folder, kernel_name, bar, states)
         else:
-            outcomes = _run_dask(stages, plan.results, folder, kernel_name, bar, scheduler)
+            outcomes = _run_dask(stages, plan.results, folder, kernel_name, bar, scheduler, states)
 
     ordered = [outcomes[e.run_id] for e in plan.experiments]
     summary = StudySummary(

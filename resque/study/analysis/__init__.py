@@ -6,7 +6,7 @@ and pooled, and their tables), :mod:`.savings`, :mod:`.ranking` (every
 registered predictor, oriented), :mod:`.findings` (sentences), :mod:`.plots`,
 :mod:`.forecast_eval` (leave-one-experiment-out evaluation of the forecast).
 
-See PROTOCOL.md, "Analysis". The pipeline is three steps, each a plain function
+See the method page (book/method.md), "Analysis". The pipeline is three steps, each a plain function
 the analysis notebook calls::
 
     frame = load_records("results/smoke")          # one row per finished shift/task run
@@ -38,7 +38,7 @@ from .bootstrap import bootstrap_statistics
 from .correlations import HEADLINE, METHODS, correlations, summary_table
 from .findings import findings, winner_sentences
 from .forecast_eval import leave_one_out, plot_predicted_vs_measured, summarize_leave_one_out
-from .frame import load_records, resolve_results_dir
+from .frame import describe_skipped, load_records, resolve_results_dir
 from .labels import label_of
 from .plots import plot_scatter, plot_vs_intensity
 from .ranking import best_predictors, pairwise_accuracy, rank_predictors
@@ -46,7 +46,7 @@ from .savings import SAVINGS, savings_summary
 
 __all__ = [
     "HEADLINE", "METHODS", "SAVINGS",
-    "load_records", "resolve_results_dir", "label_of",
+    "load_records", "resolve_results_dir", "describe_skipped", "label_of",
     "bootstrap_statistics", "correlations", "summary_table", "savings_summary",
     "rank_predictors", "best_predictors", "pairwise_accuracy", "findings", "winner_sentences",
     "plot_scatter", "plot_vs_intensity",

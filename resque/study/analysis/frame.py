@@ -8,7 +8,7 @@ from pathlib import Path
 from ...cost.records import read_records
 from ...cost.table import runs_table
 
-__all__ = ["load_records", "resolve_results_dir"]
+__all__ = ["load_records", "resolve_results_dir", "describe_skipped"]
 
 
 def resolve_results_dir(results_dir: str | os.PathLike, *, levels: int = 2) -> Path:
@@ -59,3 +59,18 @@ def load_records(results_dir: str | os.PathLike):
     frame.attrs.update({"results_dir": str(results_dir), "missing": found.missing,
                         "n_unreadable": len(found.unreadable), "unreadable": dict(found.unreadable)})
     return frame
+
+
+def describe_skipped(frame) -> str:
+    """One sentence on the records :func:`load_records` left out, naming each unreadable file and why."""
+    unfinished = frame.attrs.get("n_incomplete", 0)
+    unreadable = frame.attrs.get("unreadable", {})
+    if not unfinished and not unreadable:
+        return "No record was left out."
+    parts = []
+    if unfinished:
+        parts.append(f"{unfinished} of runs that did not finish")
+    if unreadable:
+        named = "; ".join(f"{name} ({why})" for name, why in sorted(unreadable.items()))
+        parts.append(f"{len(unreadable)} unreadable: {named}. Rerun the study to rebuild them")
+    return "Records left out: " + "; ".join(parts) + "."

@@ -21,6 +21,7 @@ from .pages import (
     _sources_page,
     _tasks_page,
     _timings_snippet,
+    _unreadable_note,
 )
 
 def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book") -> Path:
@@ -75,9 +76,10 @@ def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book
         copied[run.run_id] = run.link
     for folder, _ in GROUPS.values():
         (generated / folder).mkdir(exist_ok=True)
-    (generated / "sources.md").write_text(_sources_page(study.runs["source"]))
-    (generated / "shifts.md").write_text(_shifts_page(study.runs["shift"]))
-    (generated / "tasks.md").write_text(_tasks_page(study.runs["task"]))
+    note = _unreadable_note(study.unreadable)
+    (generated / "sources.md").write_text(_sources_page(study.runs["source"]) + note)
+    (generated / "shifts.md").write_text(_shifts_page(study.runs["shift"]) + note)
+    (generated / "tasks.md").write_text(_tasks_page(study.runs["task"]) + note)
     for run_id in SINGLE_PAGES:
         if run_id not in study.single:
             (generated / f"{run_id}.md").write_text(_missing_page(run_id))
@@ -90,6 +92,7 @@ def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book
         "results_dir": str(results_dir.resolve()),
         "notebooks": copied,
         "ignored": study.ignored,
+        "unreadable_records": study.unreadable,
         "headline_figure": (generated / "figures" / "headline.png").exists(),
         "mathjax": mathjax,
     }

@@ -169,6 +169,15 @@ def _tasks_page(runs: list[_Run]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _unreadable_note(unreadable: dict[str, str]) -> str:
+    """A closing note naming the record files that could not be read (empty when there are none)."""
+    if not unreadable:
+        return ""
+    items = "\n".join(f"- `{_cell(name)}`: {_cell(why)}" for name, why in sorted(unreadable.items()))
+    return (f"\n```{{warning}}\n{len(unreadable)} record file(s) of this study could not be read, so the tables "
+            f"above lack them; `resque study run` rebuilds them:\n\n{items}\n```\n")
+
+
 def _missing_page(run_id: str) -> str:
     return (
         f"# {SINGLE_PAGES[run_id]}\n\n"

@@ -32,7 +32,7 @@ from .predictors.registry import Predictor, get_predictor, list_predictors
 from .cost.tracking import CostTracker, EpochCosts, TrainingCosts
 from .cost.training import TrainConfig, TrainResult, evaluate, retrain_for_task, train
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     # estimators

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,7 +57,7 @@ from .cost.measures import MEASURES, measures as _measures
 from .cost.records import RunRecord, read_records
 from .cost.table import require_pandas, runs_table
 from .errors import ForecastError, InvalidParameterError
-from .predictors.registry import PREDICTORS
+from .predictors.registry import PREDICTORS, list_predictors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -401,12 +402,15 @@ def _as_frame(records_or_frame) -> pd.DataFrame:
     if isinstance(records_or_frame, pd.DataFrame):
         return records_or_frame
     if isinstance(records_or_frame, (str, os.PathLike)):
-        return runs_table(read_records(records_or_frame).records)
+        found = read_records(records_or_frame)
+        if found.unreadable:  # named, never dropped without a word
+            warnings.warn(found.describe_unreadable() + "; the forecast is fitted without them.", stacklevel=3)
+        return runs_table(found.records)
     if isinstance(records_or_frame, Sequence) and all(isinstance(r, RunRecord) for r in records_or_frame):
         return runs_table(records_or_frame)
     raise InvalidParameterError(
         "records_or_frame", type(records_or_frame).__name__,
-        "a results folder, a list of RunRecord, or the DataFrame of resque.study.analysis.load_records",
+        "a results folder, a list of RunRecord, or the DataFrame of resque.cost.table.runs_table",
     )
 
 
@@ -496,7 +500,7 @@ def fit_forecast(
         raise InvalidParameterError("min_runs", min_runs, "an int >= 3 (a line and its spread need 3 points)")
     level = _check_level(level)
     frame = _as_frame(records_or_frame)
-    estimators = [c for c in frame.columns if c.startswith(("resque", "accuracy"))]
+    estimators = [name for name in list_predictors(kind) if name in frame.columns]
     if estimator not in frame.columns:
         check_choice("estimator", estimator, estimators)
 

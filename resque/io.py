@@ -20,11 +20,23 @@ from typing import Any
 __all__ = ["atomic_path", "write_text", "write_json"]
 
 
-def _default_mode() -> int:
-    # The umask can only be read by setting it; put it straight back.
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux's /proc)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    # Elsewhere it can only be read by setting it: put it straight back (not thread-safe, hence the fallback).
     umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _default_mode() -> int:
+    return 0o666 & ~_umask()
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ def test_bare_install_imports_and_works(tmp_path):
         layer = resque.default_layer(model)
         print("dist", float(resque.resque_dist(model, data, data, layer, progress=False)))
         print("task", float(resque.resque_task(model, data, layer, progress=False)))
-        print("predictors", len(resque.list_predictors()))
+        print("predictors", len(resque.list_predictors()), len(resque.list_predictors("shift") + resque.list_predictors("task")))
         config = resque.TrainConfig(max_epochs=1, batch_size=20, target_accuracy=0.99)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -53,7 +53,9 @@ def test_bare_install_imports_and_works(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert abs(float(out.split("dist ")[1].split()[0])) < 1e-6  # the same data on both sides
-    assert "task " in out and "predictors " in out
+    assert 0.0 <= float(out.split("task ")[1].split()[0]) <= 1.0
+    count, by_kind = out.split("predictors ")[1].split()[:2]
+    assert int(count) == int(by_kind) >= 17  # RESQUE's variants and every rival, each once
     assert "energy None" in out and "warned True" in out  # energy missing, and said so with the extra to install
     assert "pip install 'resque[study]'" in out  # the forecast needs pandas and says where it comes from
 

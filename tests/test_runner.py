@@ -24,7 +24,7 @@ from resque.cli import main  # noqa: E402
 from resque.cost.records import load_record  # noqa: E402
 from resque.study.results import ResultsDir  # noqa: E402
 from resque.study.profiles import expand, list_profiles, load_profile  # noqa: E402
-from resque.study.runner import StudySummary, run_study  # noqa: E402
+from resque.study.runner import Outcome, StudySummary, run_study  # noqa: E402
 
 PROFILE = """\
 description: Stand-in grid for the runner tests.
@@ -327,3 +327,25 @@ def test_invalid_profile_values_fail_before_any_kernel(tmp_path, templates):
     with pytest.raises(ValueError):
         run_study(bad, tmp_path / "results", notebooks_dir=templates, progress=False)
     assert not (tmp_path / "results").exists()
+
+
+def test_summary_reports_the_throughput_ratio_and_its_parts(tmp_path):
+    from resque.cost.records import RunRecord
+    from resque.study.runner import StudySummary, _write_summary
+
+    results = ResultsDir(tmp_path)
+    for run_id, kind, seconds in (("source-seed0", "source", 3.0), ("shift-frost-0.3-seed0", "shift", 1.5),
+                                  ("scratch-shift-frost-0.3-seed0", "scratch", 2.0)):
+        experiment = {"scratch_run_id": "scratch-shift-frost-0.3-seed0"} if kind == "shift" else {}
+        RunRecord(run_id, kind, experiment=experiment, complete=True,
+                  totals={"train_seconds": seconds, "eval_seconds": 0.5}).save(results.record(run_id))
+    outcomes = [Outcome("source-seed0", "source", "skipped"), Outcome("shift-frost-0.3-seed0", "shift", "done"),
+                Outcome("analysis", "analysis", "done")]
+    _write_summary(tmp_path, StudySummary("p", tmp_path, done=["shift-frost-0.3-seed0", "analysis"],
+                                          seconds=12.0, outcomes=outcomes))
+    summary = json.loads(results.summary.read_text())
+    this_run = summary["invocations"][-1]["throughput"]
+    assert this_run["train_eval_seconds"] == pytest.approx(1.5 + 0.5 + 2.0 + 0.5)  # the run and its yardstick
+    assert this_run["ratio"] == pytest.approx(12.0 / 4.5) and this_run["overhead_seconds"] == pytest.approx(7.5)
+    assert summary["throughput"]["train_eval_seconds"] == pytest.approx(3.5 + 2.0 + 2.5)  # every record
+    assert summary["throughput"]["ratio"] == pytest.approx(12.0 / 8.0)

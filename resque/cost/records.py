@@ -171,10 +171,11 @@ class RecordsRead:
 def read_records(folder: str | os.PathLike) -> RecordsRead:
     """Every ``*.json`` record in `folder` (or in its ``records/`` subfolder), with the unreadable ones named.
 
-    This is the one reader of record folders: the study's runner, analysis,
-    book and the forecast all use it, so a corrupt file is treated the same way
-    everywhere: it is listed in ``unreadable`` with the reason, never skipped
-    without a word.
+    This is the one reader of record folders: the study's analysis, book,
+    energy page, summary and the forecast use it (the runner reads the records
+    of single experiments with :func:`load_record`), so a corrupt file is
+    treated the same way everywhere: it is listed in ``unreadable`` with the
+    reason, never skipped without a word.
     """
     root = Path(folder)
     folder = root / "records" if (root / "records").is_dir() else root
@@ -204,7 +205,7 @@ def provenance() -> dict[str, Any]:
     """Versions, machine and time, saved with every record."""
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     info = {
         "resque": __version__,

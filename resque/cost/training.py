@@ -53,7 +53,7 @@ STOP_REASONS = ("reached", "cutoff-1", "cutoff-2", "cap", "diverged")
 
 @dataclass
 class TrainConfig:
-    """How to (re)train; the defaults are the authors' (book/method.md) unless noted.
+    """How to (re)train; the defaults are the authors' public code's unless noted.
 
     Attributes
     ----------

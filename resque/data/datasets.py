@@ -366,9 +366,12 @@ def check_available(name: str, *, root: str | os.PathLike | None = None, downloa
     """Raise the error :func:`load_dataset` would raise if dataset `name` cannot be had here; else return.
 
     Cheap for the offline default (its files are only looked for), a load of
-    the test split otherwise.
+    the test split otherwise. With `download`, only the name is checked:
+    nothing is fetched by a check.
     """
     DATASETS.get(name)  # unknown names: close matches and the list
+    if download:
+        return
     if name == "fashion_mnist":
         prepare_fashion_mnist(data_root(root), download=download)
     else:

@@ -147,17 +147,13 @@ def as_loader(
 
 
 def expected_input(model: nn.Module) -> tuple[int | None, int | None]:
-    """``(channels, image size)`` the model takes, where it says (``None`` where it does not).
+    """``(channels, image size)`` the model takes, where it says so (``None`` where it does not).
 
-    A model of the zoo records both (``model.resque_config``); otherwise the
-    first ``Conv2d`` gives the channels.
+    A model of the zoo records both (``model.resque_config``). Any other model
+    is taken at its word: what it cannot run on is reported from its own error.
     """
     kwargs = (getattr(model, "resque_config", None) or {}).get("kwargs", {})
-    channels, size = kwargs.get("in_channels"), kwargs.get("image_size")
-    if channels is None:
-        conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-        channels = conv.in_channels if conv is not None else None
-    return channels, size
+    return kwargs.get("in_channels"), kwargs.get("image_size")
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype | None:
@@ -174,6 +170,8 @@ def _describe_expected(channels, size) -> str:
 def _check_images(images: torch.Tensor, name: str, channels: int | None, size: int | None,
                   model_dtype: torch.dtype | None) -> None:
     """Refuse a batch the model cannot take, saying what it takes and what came instead."""
+    if channels is None:  # a model that does not say what it takes: its own errors speak
+        return
     expected = _describe_expected(channels, size)
     got = f"shape {tuple(images.shape)} and dtype {str(images.dtype).replace('torch.', '')}"
     if not images.is_floating_point():
@@ -181,22 +179,21 @@ def _check_images(images: torch.Tensor, name: str, channels: int | None, size: i
             f"`{name}` yields images of {got}; resque expects floats in [0, 1]. Convert them "
             "(e.g. images.float() / 255, torchvision.transforms.ToTensor, or resque.to_model_input)." + expected
         )
-    if channels is not None:
-        if images.ndim == 3 and images.shape[1] != channels:
-            raise DataError(f"`{name}` yields images of {got}, without a channel axis; add one "
-                            f"(images.unsqueeze(1) for grey images)." + expected)
-        if images.ndim != 4:
-            raise DataError(f"`{name}` yields images of {got}; expected 4-D (B, C, H, W) batches." + expected)
-        if images.shape[1] != channels:
-            if images.shape[-1] == channels:
-                raise DataError(f"`{name}` yields images of {got}, which look channels-last; the model wants "
-                                "channels first: images.permute(0, 3, 1, 2)." + expected)
-            raise DataError(f"`{name}` yields images with {images.shape[1]} channel(s) ({got}); the model takes "
-                            f"{channels}. resque.to_model_input converts grey and colour images." + expected)
-        if size is not None and tuple(images.shape[2:]) != (size, size):
-            raise DataError(f"`{name}` yields {images.shape[2]}x{images.shape[3]} images ({got}); the model was "
-                            f"built for {size}x{size}. Resize them (resque.to_model_input(image_size={size}))."
-                            + expected)
+    if images.ndim == 3 and images.shape[1] != channels:
+        raise DataError(f"`{name}` yields images of {got}, without a channel axis; add one "
+                        f"(images.unsqueeze(1) for grey images)." + expected)
+    if images.ndim != 4:
+        raise DataError(f"`{name}` yields images of {got}; expected 4-D (B, C, H, W) batches." + expected)
+    if images.shape[1] != channels:
+        if images.shape[-1] == channels:
+            raise DataError(f"`{name}` yields images of {got}, which look channels-last; the model wants "
+                            "channels first: images.permute(0, 3, 1, 2)." + expected)
+        raise DataError(f"`{name}` yields images with {images.shape[1]} channel(s) ({got}); the model takes "
+                        f"{channels}. resque.to_model_input converts grey and colour images." + expected)
+    if size is not None and tuple(images.shape[2:]) != (size, size):
+        raise DataError(f"`{name}` yields {images.shape[2]}x{images.shape[3]} images ({got}); the model was "
+                        f"built for {size}x{size}. Resize them (resque.to_model_input(image_size={size}))."
+                        + expected)
     if model_dtype is not None and images.dtype != model_dtype:
         raise DataError(f"`{name}` yields images of dtype {str(images.dtype).replace('torch.', '')} but the model's "
                         f"weights are {str(model_dtype).replace('torch.', '')}; cast one to the other (model.float(), "
@@ -343,8 +340,8 @@ def model_outputs(
                 except RuntimeError as error:  # shape or dtype mismatches inside the model
                     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                     raise DataError(
-                        f"The model cannot run on a batch of `{name}` of shape {tuple(images.shape)} "
-                        f"({first})." + _describe_expected(*takes[:2])
+                        f"The model cannot run on a batch of `{name}` of shape {tuple(images.shape)} and dtype "
+                        f"{str(images.dtype).replace('torch.', '')} ({first})." + _describe_expected(*takes[:2])
                     ) from error
                 layer_output = None
                 if target is not None:

@@ -71,7 +71,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra_config) -
     """
     from safetensors.torch import save_file
 
-    from .. import __version__
+    from .._version import __version__
 
     config = _model_config(model)
     for key, value in extra_config.items():

@@ -28,15 +28,18 @@ from torch import nn
 from ..index.embedding import ForwardOptions, model_outputs  # the shared forward pass (re-exported here)
 from ..errors import DataError, DegenerateEmbeddingError, InvalidParameterError
 from ..checks import check_int, check_seed
+from ..index.dist import ClassSums, model_digest
 from ..index.functional import pool_embedding
 
 __all__ = [
     "METRICS",
+    "DatasetPass",
     "ShiftEmbeddings",
     "ShiftScore",
     "accuracy_drop",
     "baseline_scores",
     "cka",
+    "dataset_pass",
     "frechet",
     "frechet_distance",
     "frechet_distance_from_moments",
@@ -44,6 +47,8 @@ __all__ = [
     "median_heuristic",
     "mmd",
     "mmd_rbf",
+    "pair_embeddings",
+    "scores_from",
     "model_outputs",
     "shift_embeddings",
 ]
@@ -110,14 +115,47 @@ class ShiftEmbeddings(NamedTuple):
     layer: str
 
 
-def _collect(model, data, layer, name, max_images, seed, forward: ForwardOptions) -> dict:
-    """One pass over `data`: pooled embeddings, labels, logits and accuracy over all images."""
+class DatasetPass(NamedTuple):
+    """Everything one forward pass over a dataset gives RESQUE_dist and every shift baseline.
+
+    Attributes
+    ----------
+    embeddings : numpy.ndarray or None
+        ``(N, D)`` float64 mean-pooled embeddings of every image, in dataset order.
+    labels : numpy.ndarray
+        ``(N,)`` int64.
+    logits : numpy.ndarray or None
+        ``(N, K)`` float64 model outputs; ``None`` when the model does not return 2-D logits.
+    accuracy : float or None
+        Top-1 accuracy over all images (``None`` without logits).
+    class_sums : ClassSums or None
+        RESQUE_dist's per-class sums of the same embeddings (with the model's
+        digest), exactly what :func:`resque.resque_dist` accumulates.
+    layer : str or None
+    """
+
+    embeddings: np.ndarray | None
+    labels: np.ndarray
+    logits: np.ndarray | None
+    accuracy: float | None
+    class_sums: ClassSums | None
+    layer: str | None
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def _pass(model, data, layer, name, forward: ForwardOptions) -> DatasetPass:
     embeddings, labels_seen, logits_seen = [], [], []
     correct, total, have_logits = 0, 0, True
+    sums = ClassSums(layer=layer or "", model_digest=model_digest(model)) if layer is not None else None
     for layer_output, output, labels in model_outputs(model, data, layer, name=name, forward=forward):
         n = labels.shape[0]
         if layer_output is not None:
-            embeddings.append(pool_embedding(layer_output, "mean").detach().to("cpu", torch.float64))
+            pooled = pool_embedding(layer_output, "mean")
+            sums.update(pooled, labels)
+            embeddings.append(pooled.detach().to("cpu", torch.float64))
         labels_seen.append(labels.cpu())
         logits = _as_logits(output, n) if have_logits else None
         if logits is None:
@@ -131,15 +169,65 @@ def _collect(model, data, layer, name, max_images, seed, forward: ForwardOptions
             correct += int((logits.argmax(dim=1) == labels).sum())
             logits_seen.append(logits.detach().to("cpu", torch.float64))
         total += n
-    keep = _subsample_indices(total, max_images, seed)
-    result = {
-        "labels": torch.cat(labels_seen).numpy()[keep],
-        "n": total,
-        "embedding": torch.cat(embeddings).numpy()[keep] if embeddings else None,
-        "logits": torch.cat(logits_seen).numpy()[keep] if have_logits else None,
-        "accuracy": correct / total if have_logits else None,
-    }
-    return result
+    if sums is not None:
+        sums.sums, sums.counts = sums.sums.cpu(), sums.counts.cpu()
+    return DatasetPass(
+        torch.cat(embeddings).numpy() if embeddings else None, torch.cat(labels_seen).numpy(),
+        torch.cat(logits_seen).numpy() if have_logits else None, correct / total if have_logits else None,
+        sums, layer,
+    )
+
+
+def dataset_pass(
+    model: nn.Module,
+    data,
+    layer: str | None,
+    *,
+    name: str = "data",
+    device=None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> DatasetPass:
+    """One forward pass over `data` that serves RESQUE_dist and every shift baseline.
+
+    Give its ``class_sums`` to :func:`resque.resque_dist` (which then runs no
+    pass of its own) and pairs of passes to :func:`pair_embeddings` for the
+    baselines, so that scoring a shift with all of them reads each dataset once.
+
+    Parameters
+    ----------
+    model, data, layer
+        As in :func:`resque.resque_dist`; `layer` may be None to collect only
+        labels, logits and accuracy.
+    name : str
+        How `data` is called in messages and on the progress bar.
+    device, batch_size, num_workers, progress
+        As in :func:`resque.resque_dist`.
+    """
+    forward = ForwardOptions(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    return _pass(model, data, layer, name, forward)
+
+
+def pair_embeddings(original: DatasetPass, shifted: DatasetPass, *, max_images: int | None = DEFAULT_MAX_IMAGES,
+                    seed: int = 0) -> ShiftEmbeddings:
+    """The :class:`ShiftEmbeddings` of two passes, each subsampled as :func:`shift_embeddings` does."""
+    max_images, seed = _check_sampling(max_images, seed)
+    if original.embeddings is not None and shifted.embeddings is not None \
+            and original.embeddings.shape[1] != shifted.embeddings.shape[1]:
+        raise DataError(
+            f"Embedding widths differ: {original.embeddings.shape[1]} (original) vs {shifted.embeddings.shape[1]} "
+            "(shifted); both must come from the same layer of the same model."
+        )
+
+    def kept(part: DatasetPass):
+        keep = _subsample_indices(part.n, max_images, seed)
+        return (part.embeddings[keep] if part.embeddings is not None else None, part.labels[keep],
+                part.logits[keep] if part.logits is not None else None)
+
+    (emb_o, lab_o, log_o), (emb_s, lab_s, log_s) = kept(original), kept(shifted)
+    return ShiftEmbeddings(emb_o, lab_o, emb_s, lab_s, log_o, log_s, original.accuracy, shifted.accuracy,
+                           original.n, shifted.n, original.layer)
 
 
 def _check_sampling(max_images, seed) -> tuple[int | None, int]:
@@ -192,17 +280,9 @@ def shift_embeddings(
     """
     max_images, seed = _check_sampling(max_images, seed)
     forward = ForwardOptions(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
-    o = _collect(model, original, layer, "original", max_images, seed, forward)
-    s = _collect(model, shifted, layer, "shifted", max_images, seed, forward)
-    if o["embedding"].shape[1] != s["embedding"].shape[1]:
-        raise DataError(
-            f"Embedding widths differ: {o['embedding'].shape[1]} (original) vs {s['embedding'].shape[1]} "
-            "(shifted); both must come from the same layer of the same model."
-        )
-    return ShiftEmbeddings(
-        o["embedding"], o["labels"], s["embedding"], s["labels"], o["logits"], s["logits"],
-        o["accuracy"], s["accuracy"], o["n"], s["n"], layer,
-    )
+    o = _pass(model, original, layer, "original", forward)
+    s = _pass(model, shifted, layer, "shifted", forward)
+    return pair_embeddings(o, s, max_images=max_images, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -569,13 +649,9 @@ def accuracy_drop(
         ``float(score)`` in ``[-1, 1]``; ``details`` holds both accuracies.
     """
     forward = ForwardOptions(device=device, batch_size=batch_size, num_workers=num_workers, progress=progress)
-    o = _collect(model, original, None, "original", None, 0, forward)
-    s = _collect(model, shifted, None, "shifted", None, 0, forward)
-    e = ShiftEmbeddings(
-        None, o["labels"], None, s["labels"], o["logits"], s["logits"],
-        o["accuracy"], s["accuracy"], o["n"], s["n"], None,
-    )
-    return _accuracy_score(e)
+    o = _pass(model, original, None, "original", forward)
+    s = _pass(model, shifted, None, "shifted", forward)
+    return _accuracy_score(pair_embeddings(o, s, max_images=None))
 
 
 def mmd(
@@ -735,14 +811,26 @@ def baseline_scores(
     dict[str, ShiftScore]
         In the order of `metrics`; the same values as the single-metric functions.
     """
-    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise InvalidParameterError("metrics", unknown[0] if unknown else metrics, METRICS)
+    metrics = _check_metrics(metrics)
     e = shift_embeddings(
         model, original, shifted, layer, max_images=max_images, seed=seed,
         device=device, batch_size=batch_size, num_workers=num_workers, progress=progress,
     )
+    return scores_from(e, metrics, bandwidth=bandwidth, eps=eps)
+
+
+def _check_metrics(metrics) -> tuple[str, ...]:
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise InvalidParameterError("metrics", unknown[0] if unknown else metrics, METRICS)
+    return metrics
+
+
+def scores_from(e: ShiftEmbeddings, metrics=("accuracy_drop", "mmd", "frechet"), *,
+                bandwidth: float | None = None, eps: float = 0.0) -> dict[str, ShiftScore]:
+    """The baselines of `metrics` from embeddings already collected (:func:`pair_embeddings`); no pass."""
+    metrics = _check_metrics(metrics)
     settings = {"mmd": {"bandwidth": bandwidth}, "frechet": {"eps": eps}}
     return {m: _SCORERS[m](e, **settings.get(m, {})) for m in metrics}
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..predictors.shift import baseline_scores
+from ..predictors.shift import dataset_pass, pair_embeddings, scores_from
 from ..predictors.transfer import task_scores
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..data.datasets import load_dataset
 from ..data.tasks import get_task, load_task
-from ..index.dist import ClassSums, DistResult, fingerprint, load_fingerprint, resque_dist
+from ..index.dist import ClassSums, DistResult, fingerprint, load_fingerprint, model_digest, resque_dist
 from ..errors import DataError
 from ..models.zoo import default_layer, input_shape
 from ..cost.records import RunRecord
@@ -26,7 +26,7 @@ from ..cost.runs import retrain_shift, retrain_task, train_from_scratch
 from ..data.shifts import ShiftedDataset
 from ..data.splits import protocol_split, subsample_per_class, subset, validation_split
 from ..index.task import resque_task_variants
-from ..cost.training import TensorData, as_tensors, evaluate
+from ..cost.training import TensorData, as_tensors
 from .profiles import Profile, load_profile
 from .results import ResultsDir, run_id as make_run_id, scratch_run_id
 
@@ -176,12 +176,15 @@ def run_shift(
     layer = default_layer(source)
     data = study_data(profile, seed)
     shifted = ShiftedDataset(data.shifted_base, shift, intensity, seed=seed, progress=progress)
-    dist = resque_dist(source, source_fingerprint, shifted, layer, progress=progress)
-    paired = resque_dist(source, data.shifted_base, shifted, layer, progress=progress) if profile.paired else None
+    # One forward pass per dataset serves RESQUE, its paired form, the accuracies and every baseline.
+    on_shifted = dataset_pass(source, shifted, layer, name="shifted", progress=progress)
+    on_clean = dataset_pass(source, data.shifted_base, layer, name="clean S1+S2", progress=progress)
+    on_original = dataset_pass(source, data.original, layer, name="original", progress=progress)
+    dist = resque_dist(source, source_fingerprint, on_shifted.class_sums, layer)
+    paired = resque_dist(source, on_clean.class_sums, on_shifted.class_sums, layer) if profile.paired else None
     clean_tensors = as_tensors(data.shifted_base, "shifted_base")
     shifted_tensors = TensorData(shifted.images_, torch.as_tensor(clean_tensors.labels))
-    accuracy_clean = evaluate(source, clean_tensors)
-    accuracy_shifted = evaluate(source, shifted_tensors)
+    accuracy_clean, accuracy_shifted = on_clean.accuracy, on_shifted.accuracy
     estimators = {
         "resque_dist": float(dist),
         "accuracy_clean": accuracy_clean,
@@ -190,21 +193,19 @@ def run_shift(
     }
     if paired is not None:
         estimators["resque_dist_paired"] = float(paired)
-    # Competing predictors, on the same data (see resque.predictors.shift for each sign).
-    unpaired_scores = baseline_scores(source, data.original, shifted, layer, metrics=("mmd", "frechet"),
-                                      seed=seed, progress=progress)
+    # Competing predictors, on the same data (see resque.predictors.registry for each sign).
+    unpaired_scores = scores_from(pair_embeddings(on_original, on_shifted, seed=seed), ("mmd", "frechet"))
     estimators.update({name: float(score) for name, score in unpaired_scores.items()})
     if profile.paired:
-        paired_scores = baseline_scores(source, data.shifted_base, shifted, layer, metrics=("cka",),
-                                        seed=seed, progress=progress)
-        estimators["cka"] = float(paired_scores["cka"])
+        estimators["cka"] = float(scores_from(pair_embeddings(on_clean, on_shifted, seed=seed), ("cka",))["cka"])
 
     fit, val = validation_split(shifted_tensors.labels, VALIDATION_FRACTION, seed=seed)
     train_set = TensorData(shifted_tensors.images[fit], shifted_tensors.labels[fit])
     val_set = TensorData(shifted_tensors.images[val], shifted_tensors.labels[val])
     test_shifted = ShiftedDataset(data.test, shift, intensity, seed=seed + 10_000, progress=False)
     config = profile.retrain_config(seed)
-    experiment = {"shift": shift, "intensity": float(intensity), "dataset": profile.dataset, "profile": profile.name}
+    experiment = {"shift": shift, "intensity": float(intensity), "dataset": profile.dataset, "profile": profile.name,
+                  "source_model_digest": source_fingerprint.model_digest}
     options = dict(energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
                    test_data=test_shifted, settings=profile.run_settings("shift", seed, shift=shift, intensity=intensity))
     scratch = None
@@ -272,7 +273,8 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
     val_set = TensorData(tensors.images[val], tensors.labels[val])
     num_classes = len(train.classes) if hasattr(train, "classes") else int(tensors.labels.max()) + 1
     config = profile.retrain_config(seed)
-    experiment = {"task": task, "task_dataset": spec.dataset, "num_classes": num_classes, "profile": profile.name}
+    experiment = {"task": task, "task_dataset": spec.dataset, "num_classes": num_classes, "profile": profile.name,
+                  "source_model_digest": model_digest(source)}
     run_options = dict(energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
                        test_data=test, settings=profile.run_settings("task", seed, task=task))
     scratch = None

@@ -126,21 +126,21 @@ class Profile:
     def check_runnable(self) -> None:
         """What a run needs beyond the profile's own values, checked before any kernel starts.
 
-        The energy tracker's country code, the model's arguments, and the
-        datasets (source and tasks), which must be on disk unless ``download``.
+        The energy tracker's country code and the datasets (source and tasks),
+        which must be on disk unless ``download`` (nothing is downloaded here).
         Raises the error the run would have raised later, minutes into it.
+        The model's arguments are checked by the source notebook's first
+        cell, once the data's shape is known.
         """
         from ..cost.energy import _check_country
         from ..data.datasets import check_available
         from ..data.tasks import get_task
-        from ..models.zoo import create_model
 
         if self.energy:
             try:
                 _check_country(self.country_iso_code)
             except ImportError:  # no codecarbon: the run records no energy and says so
                 pass
-        create_model(self.model, **self.model_kwargs)
         for dataset in sorted({self.dataset} | {get_task(task).dataset for task in self.tasks}):
             check_available(dataset, download=self.download)
 

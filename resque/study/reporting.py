@@ -1,6 +1,6 @@
 """Tables and sentences the experiment notebooks show, built from records and outcomes.
 
-The notebooks in ``notebooks/`` stay thin (STYLE.md, point 8): whatever turns
+The notebooks in ``notebooks/`` stay thin: whatever turns
 a :class:`~resque.cost.records.RunRecord` or an experiment's outcome into a table or
 a sentence lives here, with a test. Figures live in :mod:`resque.study.plots`.
 Energy is in kWh, carbon in kg CO2-eq, time in seconds, as in the records.
@@ -167,10 +167,11 @@ def costs_table(record: RunRecord) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Index: measure label; columns ``value`` and ``unit``. Measures the
-        record lacks (e.g. energy with tracking off) show as NaN.
+        Index: measure label; columns ``value``, ``unit`` and ``note`` (how a
+        figure that may be an estimate is made). Measures the record lacks
+        (e.g. energy with tracking off) show as NaN.
     """
-    rows = {m.label: {"value": _number(record.totals.get(key)), "unit": m.unit}
+    rows = {m.label: {"value": _number(record.totals.get(key)), "unit": m.unit, "note": m.note if m.estimate else ""}
             for key, m in MEASURES.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "measure"

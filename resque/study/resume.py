@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..cost.records import RecordError, load_record
 from ..errors import SettingsChangedError
+from ..index.dist import ClassSums
 from .profiles import Experiment, Profile
 from .results import SUMMARY_IDS, ResultsDir, scratch_run_id
 
@@ -86,7 +87,7 @@ def _flatten(values: dict, prefix: str = "") -> dict:
 def settings_diff(expected: dict, recorded: dict) -> list[str]:
     """The settings (dotted names) whose values differ, as ``"retrain.lr: 0.001 -> 0.002"``."""
     if not recorded:
-        return ["settings: none recorded (the record comes from an older resque) -> this profile's"]
+        return ["settings: not recorded (an older resque wrote this record, so its settings are unknown)"]
     old, new = _flatten(recorded), _flatten(json.loads(json.dumps(expected)))  # JSON types on both sides
     return [f"{key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
@@ -96,6 +97,14 @@ def _expected_settings(experiment: Experiment, profile: Profile) -> dict:
     p = experiment.parameters
     return profile.run_settings(experiment.kind, p["seed"], shift=p.get("shift"), intensity=p.get("intensity"),
                                 task=p.get("task"))
+
+
+def _source_digest(results: ResultsDir, seed: int) -> str:
+    """The weights digest of seed `seed`'s source model, from its fingerprint file ("" when unreadable)."""
+    try:
+        return ClassSums.load(results.source_fingerprint(seed)).model_digest
+    except Exception:  # missing or broken: the source's own state says so, and it runs again first
+        return ""
 
 
 def experiment_state(experiment: Experiment, results: ResultsDir, profile: Profile) -> State:
@@ -128,12 +137,17 @@ def experiment_state(experiment: Experiment, results: ResultsDir, profile: Profi
                 return State(run_id, "to run", f"its yardstick record {scratch_id}.json is of an unfinished run")
         except RecordError as error:
             return State(run_id, "to run", f"its yardstick record {scratch_id}.json is missing or unreadable ({error})")
+    if experiment.kind != "source":  # made from the source model that is on disk now?
+        made_from = record.experiment.get("source_model_digest")
+        current = _source_digest(results, experiment.parameters["seed"])
+        if made_from and current and made_from != current:
+            return State(run_id, "to run", "its source model was trained again since this run")
     problem = notebook_problem(results.notebook(run_id))
     if problem:
         return State(run_id, "to run", problem)
     changed = settings_diff(_expected_settings(experiment, profile), record.settings)
     if changed:
-        return State(run_id, "changed", "made with other settings: " + "; ".join(changed), tuple(changed))
+        return State(run_id, "changed", "made with other or unknown settings: " + "; ".join(changed), tuple(changed))
     return State(run_id, "done")
 
 
@@ -147,7 +161,8 @@ def check_settings(states: dict[str, State], results: ResultsDir, *, rerun_chang
     if len(changed) > len(shown):
         lines.append(f"  ... and {len(changed) - len(shown)} more")
     raise SettingsChangedError(
-        f"{len(changed)} run(s) in {results.root} were made with other settings than the profile now asks for:\n"
+        f"{len(changed)} run(s) in {results.root} were made with other settings than the profile now asks for, "
+        "or do not say which:\n"
         + "\n".join(lines)
         + "\nA results folder never mixes settings. Either write to a new folder (--results DIR, or "
           "results_dir=), or run those experiments again here, replacing their records (--rerun-changed, "

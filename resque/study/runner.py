@@ -61,6 +61,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..cost.records import RecordError, load_record
 from ..errors import InvalidParameterError, ResqueError
 from ..io import write_json
 from .profiles import NOTEBOOKS, Experiment, expand, list_profiles, load_profile
@@ -641,25 +642,65 @@ def run_study(
         seconds=time.perf_counter() - start,
         outcomes=ordered,
     )
-    _write_summary(plan.results.root, summary)
+    throughput = _write_summary(plan.results.root, summary)
     print(summary.report())
+    if throughput["ratio"] is not None:
+        print(f"  training and evaluation took {_duration(throughput['train_eval_seconds'])} of "
+              f"{_duration(throughput['wall_seconds'])}: wall / (train + eval) = {throughput['ratio']:.2f} "
+              f"(summary.json, 'throughput').")
     return summary
 
 
-def _write_summary(root: Path, summary: StudySummary) -> None:
+def _training_seconds(results: ResultsDir, run_ids) -> float:
+    """``train_seconds + eval_seconds`` of the records of `run_ids` and the yardsticks they name."""
+    total = 0.0
+    for run_id in run_ids:
+        try:
+            record = load_record(results.record(run_id))
+        except RecordError:
+            continue
+        records = [record]
+        scratch = record.experiment.get("scratch_run_id")
+        if scratch:
+            try:
+                records.append(load_record(results.record(scratch)))
+            except RecordError:
+                pass
+        for each in records:
+            totals = each.totals or {}
+            total += float(totals.get("train_seconds") or 0.0) + float(totals.get("eval_seconds") or 0.0)
+    return total
+
+
+def _throughput(wall: float, training: float) -> dict:
+    """How much of the wall time went into training and evaluating: the study's useful work."""
+    return {"wall_seconds": wall, "train_eval_seconds": training, "overhead_seconds": wall - training,
+            "ratio": wall / training if training > 0 else None}
+
+
+def _write_summary(root: Path, summary: StudySummary) -> dict:
     """Append this invocation to ``summary.json``; ``wall_seconds`` adds up the invocations that ran something.
 
     A resumed study is the sum of its pieces, so the book's "how long it took"
     counts every invocation that executed notebooks, not only the last one.
+
+    ``throughput`` (per invocation, and for the study as a whole) compares the
+    wall time with the time the runs spent training and evaluating (their
+    records' ``train_seconds + eval_seconds``, yardsticks included):
+    ``ratio = wall / train_eval`` is 1 for a runner with no overhead at all.
+    The whole-study figure counts the invocations that ran something and the
+    records of every run of the study. Returns this invocation's figures.
     """
     from ..cost.records import provenance
 
-    path = Path(root) / "summary.json"
+    results = ResultsDir(root)
+    path = results.summary
     try:
         previous = json.loads(path.read_text())
         invocations = list(previous.get("invocations", []))
     except (OSError, ValueError, AttributeError):
         invocations = []
+    ran = [o.run_id for o in summary.outcomes if o.status == "done" and o.kind not in SUMMARY_IDS]
     invocations.append({
         "profile": summary.profile,
         "seconds": summary.seconds,
@@ -667,11 +708,18 @@ def _write_summary(root: Path, summary: StudySummary) -> None:
         "skipped": len(summary.skipped),
         "failed": len(summary.failed),
         "blocked": len(summary.blocked),
+        "throughput": _throughput(summary.seconds, _training_seconds(results, ran)),
         "machine": provenance(),
     })
+    wall = sum(i["seconds"] for i in invocations if i["done"] or i["failed"])
+    every_record = results.read_records().complete()
+    training = sum(float((r.totals or {}).get("train_seconds") or 0.0) + float((r.totals or {}).get("eval_seconds") or 0.0)
+                   for r in every_record)
     content = {
         "profile": summary.profile,
-        "wall_seconds": sum(i["seconds"] for i in invocations if i["done"] or i["failed"]),
+        "wall_seconds": wall,
+        "throughput": _throughput(wall, training),
         "invocations": invocations,
     }
     write_json(path, content, default=str)
+    return invocations[-1]["throughput"]

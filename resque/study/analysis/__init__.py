@@ -6,7 +6,7 @@ and pooled, and their tables), :mod:`.savings`, :mod:`.ranking` (every
 registered predictor, oriented), :mod:`.findings` (sentences), :mod:`.plots`,
 :mod:`.forecast_eval` (leave-one-experiment-out evaluation of the forecast).
 
-See the method page (book/method.md), "Analysis". The pipeline is three steps, each a plain function
+The pipeline is three steps, each a plain function
 the analysis notebook calls::
 
     frame = load_records("results/smoke")          # one row per finished shift/task run

@@ -1,0 +1,75 @@
+"""Does the study spend its time training? The runner's throughput ratio, measured in one run.
+
+Runs a profile (default: smoke) into a fresh temporary results folder with
+``resque study run`` and prints, from the run's own ``summary.json``, the wall
+time, the time its runs spent training and evaluating (their records'
+``train_seconds + eval_seconds``, yardsticks included) and their ratio. The
+issue's target is ``wall / (train + eval) <= 1.5``; whatever is above 1 is
+overhead: kernel starts, imports, data loading, RESQUE and the baselines, plots.
+
+Then, from the executed notebooks' own timings (papermill records each cell's
+duration), the cells that took longest summed over all notebooks, so the
+overhead can be attributed.
+
+Usage::
+
+    python benchmarks/bench_study.py                 # smoke, about a minute
+    python benchmarks/bench_study.py --profile quick # the real study (many minutes)
+
+Time is machine time: run it on a quiet machine, and label the figures with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from resque.study import run_study
+
+
+def cell_seconds(notebooks: Path, top: int = 8) -> list[tuple[str, float, int]]:
+    """(first line of the cell, seconds summed over notebooks, notebooks) for the slowest cells."""
+    totals: dict[str, list[float]] = defaultdict(list)
+    for path in notebooks.glob("*.ipynb"):
+        notebook = json.loads(path.read_text())
+        for cell in notebook.get("cells", []):
+            if cell.get("cell_type") != "code":
+                continue
+            seconds = cell.get("metadata", {}).get("papermill", {}).get("duration")
+            source = "".join(cell.get("source", "")).strip().splitlines()
+            if seconds is None or not source:
+                continue
+            first = next((line for line in source if not line.startswith("#")), source[0])
+            totals[f"{path.stem.split('-')[0]}: {first[:60]}"].append(float(seconds))
+    rows = [(label, sum(values), len(values)) for label, values in totals.items()]
+    return sorted(rows, key=lambda row: row[1], reverse=True)[:top]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="smoke")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="resque-bench-study-") as folder:
+        results = Path(folder) / "results"
+        start = time.perf_counter()
+        run_study(args.profile, results, progress=True)
+        elapsed = time.perf_counter() - start
+        throughput = json.loads((results / "summary.json").read_text())["throughput"]
+        print(f"\nProfile {args.profile!r} on {platform.machine()} ({platform.processor() or 'cpu'}), "
+              f"{elapsed:.1f} s in all:")
+        print(f"  wall time of the run            {throughput['wall_seconds']:8.1f} s")
+        print(f"  training + evaluation (records) {throughput['train_eval_seconds']:8.1f} s")
+        print(f"  overhead                        {throughput['overhead_seconds']:8.1f} s")
+        print(f"  wall / (train + eval)           {throughput['ratio']:8.2f}   (target <= 1.5)")
+        print("\nSlowest cells, summed over the executed notebooks:")
+        for label, seconds, count in cell_seconds(results / "notebooks"):
+            print(f"  {seconds:7.1f} s  in {count:2d} notebook(s)  {label}")
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,7 @@ def test_bare_install_imports_and_works(tmp_path):
         from torch.utils.data import TensorDataset
         import resque
 
+        torch.manual_seed(0)
         data = TensorDataset(torch.rand(40, 1, 8, 8), torch.arange(40) % 2)
         model = resque.create_model("small_cnn", num_classes=2, image_size=8)
         layer = resque.default_layer(model)
@@ -53,7 +54,8 @@ def test_bare_install_imports_and_works(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert abs(float(out.split("dist ")[1].split()[0])) < 1e-6  # the same data on both sides
-    assert 0.0 <= float(out.split("task ")[1].split()[0]) <= 1.0
+    # 1 - ARI: ARI dips a little below 0 for worse-than-chance clusters (TaskResult documents [0, 1.5])
+    assert 0.0 <= float(out.split("task ")[1].split()[0]) <= 1.5
     count, by_kind = out.split("predictors ")[1].split()[:2]
     assert int(count) == int(by_kind) >= 17  # RESQUE's variants and every rival, each once
     assert "energy None" in out and "warned True" in out  # energy missing, and said so with the extra to install

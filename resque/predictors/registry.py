@@ -26,7 +26,7 @@ from ..index.task import resque_task
 from ..registry import Registry
 from . import shift, transfer
 
-__all__ = ["KINDS", "PREDICTORS", "Predictor", "get_predictor", "list_predictors", "register_predictor"]
+__all__ = ["KINDS", "PREDICTORS", "Predictor", "get_predictor", "list_predictors", "register_predictor", "resque_task_name"]
 
 KINDS = ("shift", "task")
 
@@ -102,11 +102,19 @@ def get_predictor(name: str) -> Predictor:
 # --------------------------------------------------------------------------- RESQUE
 
 
+def resque_task_name(pool: str, init: str) -> str:
+    """The record key of a RESQUE_task variant: ``resque_task_<pool>_<init>`` (``k-means++`` spelled ``kmeanspp``).
+
+    The default variant (mean pooling, centroids) is also stored as plain ``resque_task``.
+    """
+    return f"resque_task_{pool}_{init.replace('k-means++', 'kmeanspp')}"
+
+
 def _resque_task_variant(pool: str, init: str) -> Callable[..., float]:
     def variant(model, data, layer, **options) -> float:
         return float(resque_task(model, data, layer, pool=pool, init=init, **options))
 
-    variant.__name__ = f"resque_task_{pool}_{init}"
+    variant.__name__ = resque_task_name(pool, init)
     return variant
 
 
@@ -119,12 +127,9 @@ for _predictor in (
               reading="RESQUE_dist between the same images clean and shifted"),
     Predictor("resque_task", "RESQUE_task", "task", False, resque_task,
               reading="1 - ARI of k-means on the pooled embeddings, started at the class centroids"),
-    Predictor("resque_task_mean_kmeanspp", "RESQUE_task (pooled, k-means++)", "task", False,
-              _resque_task_variant("mean", "k-means++"), reading=_HARDER),
-    Predictor("resque_task_flatten_centroids", "RESQUE_task (flat, centroids)", "task", False,
-              _resque_task_variant("flatten", "centroids"), reading=_HARDER),
-    Predictor("resque_task_flatten_kmeanspp", "RESQUE_task (flat, k-means++)", "task", False,
-              _resque_task_variant("flatten", "k-means++"), reading=_HARDER),
+    *(Predictor(resque_task_name(pool, init), f"RESQUE_task ({'pooled' if pool == 'mean' else 'flat'}, {init})",
+                "task", False, _resque_task_variant(pool, init), reading=_HARDER)
+      for pool, init in (("mean", "k-means++"), ("flatten", "centroids"), ("flatten", "k-means++"))),
 ):
     register_predictor(_predictor)
 

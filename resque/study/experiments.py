@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..predictors.registry import resque_task_name
 from ..predictors.shift import dataset_pass, pair_embeddings, scores_from
 from ..predictors.transfer import task_scores
 from ..models.checkpoint import load_checkpoint, save_checkpoint
@@ -41,8 +42,6 @@ __all__ = [
 ]
 
 VALIDATION_FRACTION = 0.1
-#: How each k-means initialisation is spelled in record keys (``resque_task_<pool>_<init>``).
-INIT_KEYS = {"centroids": "centroids", "k-means++": "kmeanspp"}
 
 
 def _profile(profile: Profile | str) -> Profile:
@@ -263,7 +262,7 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
     variants = resque_task_variants(source, train, default_layer(source), seed=seed, progress=progress)
     estimators = {"resque_task": float(variants[("mean", "centroids")])}
     for (pool, init), result in variants.items():
-        estimators[f"resque_task_{pool}_{INIT_KEYS[init]}"] = float(result)
+        estimators[resque_task_name(pool, init)] = float(result)
     # Transferability scores on the same data ("higher = easier", see resque.predictors.transfer).
     estimators.update(task_scores(source, train, default_layer(source), seed=seed, progress=progress))
 

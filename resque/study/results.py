@@ -134,10 +134,10 @@ class ResultsDir:
         return self.root / "failed" / f"{run_id}.json"
 
     def source_model(self, seed: int) -> Path:
-        return self.root / "models" / f"source-seed{seed}.safetensors"
+        return self.root / "models" / f"{run_id('source', seed=seed)}.safetensors"
 
     def source_fingerprint(self, seed: int) -> Path:
-        return self.root / "models" / f"source-seed{seed}.fingerprint.safetensors"
+        return self.root / "models" / f"{run_id('source', seed=seed)}.fingerprint.safetensors"
 
     @property
     def summary(self) -> Path:

@@ -36,9 +36,9 @@ def make_record(run_id="shift-x-seed0", kind="shift", accuracies=(0.4, 0.6), sto
         parts = {name: {"kwh": kwh / 2, "source": "estimate"} for name in ("cpu", "ram")}
     return RunRecord(
         run_id=run_id, kind=kind,
-        config={"target_accuracy": 0.5, "max_epochs": 2, "cutoff1_delta": 0.01, "cutoff1_epochs": 5,
-                "cutoff2_delta": 0.03, "cutoff2_epochs": 10},
-        epochs=[_epoch(i, a) for i, a in enumerate(accuracies)],
+        config={"target_accuracy": 0.5, "max_epochs": 2, "cutoff1_delta": 0.01, "cutoff1_evals": 5,
+                "cutoff2_delta": 0.03, "cutoff2_evals": 10},
+        evaluations=[_epoch(i, a) for i, a in enumerate(accuracies)],
         totals={"epochs": len(accuracies), "steps": 10 * len(accuracies), "train_seconds": seconds * 0.9,
                 "eval_seconds": seconds * 0.1, "train_flops": 1e9, "grad_norm_mean": 3.0, "grad_norm_last": 2.0,
                 "param_change_from_start": 0.02, "energy_kwh": kwh, "energy_estimated_kwh": kwh,
@@ -61,7 +61,7 @@ def test_describe_stop_reached_and_censored():
     assert reporting.is_censored(capped)
     assert text.startswith("**Censored run**") and "epoch cap (2 epochs)" in text and "best: 0.450" in text
     cutoff = reporting.describe_stop(make_record(stop_reason="cutoff-2"))
-    assert "cutoff rule 2 (within 0.03 of the target for 10 epochs" in cutoff
+    assert "cutoff rule 2 (within 0.03 of the target for 10 checks" in cutoff
 
 
 def test_describe_stop_unknown_reason_is_named():

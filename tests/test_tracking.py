@@ -75,6 +75,24 @@ def test_global_grad_norm_matches_concatenated_vector():
     assert global_grad_norm(model.parameters()) is None
 
 
+def test_grad_norm_last_is_the_last_full_batch():
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    norms = []
+    with CostTracker(model, energy=False) as tracker:
+        tracker.start_epoch()
+        for index, (x, y) in enumerate(_batches(3)):
+            F.cross_entropy(model(x[: 2 if index == 2 else None]), y[: 2 if index == 2 else None]).backward()
+            norms.append(_direct_grad_norm(model))
+            tracker.after_backward(full_batch=index < 2)  # the third batch is ragged
+            optimizer.step()
+            tracker.after_step(batch_size=2 if index == 2 else len(x))
+            optimizer.zero_grad()
+        record = tracker.end_epoch()
+    assert record.grad_norm_last == pytest.approx(norms[1], rel=1e-6)  # not the ragged batch's
+    assert record.grad_norm_mean == pytest.approx(sum(norms) / 3, rel=1e-6)  # which still counts in the mean
+
+
 def test_grad_norm_last_and_mean_per_epoch_and_in_total():
     model = _mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -90,7 +108,7 @@ def test_grad_norm_last_and_mean_per_epoch_and_in_total():
     totals = tracker.totals()
     assert totals.grad_norm_mean == pytest.approx(sum(norms[0] + norms[1]) / 6, rel=1e-6)
     assert totals.grad_norm_last == pytest.approx(norms[1][-1], rel=1e-6)
-    assert (totals.epochs, totals.steps, totals.samples) == (2, 6, 30)
+    assert (totals.intervals, totals.steps, totals.samples) == (2, 6, 30)
 
 
 # -- parameter change -----------------------------------------------------------
@@ -504,7 +522,7 @@ def test_an_exception_in_the_loop_stops_the_meter_and_propagates():
             1 / 0
     assert nvml.calls[-1] == "shutdown"
     assert tracker.epochs == []
-    assert tracker.totals().epochs == 0
+    assert tracker.totals().intervals == 0
 
 
 def test_energy_reports_add_part_by_part():
@@ -529,11 +547,13 @@ def test_the_project_training_loop_drives_the_tracker():
     data = torch.utils.data.TensorDataset(images, labels)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
-    config = training.TrainConfig(target_accuracy=1.0, max_epochs=2, batch_size=16)
+    config = training.TrainConfig(target_accuracy=1.0, max_epochs=2, batch_size=16, evals_per_epoch=1)
     with_tracker = CostTracker(model, energy=False, flops_sample=(images[:16], labels[:16]))
     result = training.train(model, data, data, config, tracker=with_tracker, progress=False)
     totals = with_tracker.totals()
-    assert totals.epochs == len(result.history) == 2
+    assert totals.intervals == len(result.history) == 3  # the check before any update, then one per epoch
+    assert with_tracker.epochs[0].steps == 0 and with_tracker.epochs[0].eval_seconds > 0
+    assert totals.cpu_seconds > 0
     assert totals.steps == 8 and totals.samples == 128
     assert totals.train_flops == 128 * 4 * 64 * 2  # Linear(64, 2): 4*in*out per sample (forward + weight grad)
     assert totals.grad_norm_mean > 0 and totals.param_change_from_start > 0

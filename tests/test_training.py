@@ -9,45 +9,58 @@ import resque
 from resque.config import from_dict
 from resque.cost.training import TensorData, TrainConfig, as_tensors, evaluate, retrain_for_task, stop_reason, train
 
-CONFIG = TrainConfig(target_accuracy=0.9, max_epochs=20, cutoff1_delta=0.01, cutoff1_epochs=3,
-                     cutoff2_delta=0.05, cutoff2_epochs=5)
+CONFIG = TrainConfig(target_accuracy=0.9, max_epochs=20, cutoff1_delta=0.01, cutoff1_evals=3,
+                     cutoff2_delta=0.05, cutoff2_evals=5)
 
 
-def run_rules(accuracies, config=CONFIG):
-    """Feed accuracies one epoch at a time, as the loop does; return (epoch, reason) of the stop."""
-    for epoch in range(1, len(accuracies) + 1):
-        reason = stop_reason(accuracies[:epoch], config)
+def run_rules(accuracies, config=CONFIG, losses=None):
+    """Feed evaluations one at a time, as the loop does (evaluation 0 before any update, then one per
+    epoch here); return (evaluation, reason) of the stop."""
+    for n in range(1, len(accuracies) + 1):
+        reason = stop_reason(accuracies[:n], config, epochs_done=n - 1,
+                             val_losses=None if losses is None else losses[:n])
         if reason is not None:
-            return epoch, reason
+            return n - 1, reason
     return None
 
 
-def test_reached_fires_on_the_first_epoch_at_target():
-    assert run_rules([0.5, 0.8, 0.9, 0.95]) == (3, "reached")
+def test_a_model_already_at_its_target_stops_at_evaluation_0():
+    assert run_rules([0.92, 0.5]) == (0, "reached")
 
 
-def test_cutoff_1_fires_k1_epochs_after_coming_within_delta1():
-    # within 1 point from epoch 2 on (0.895), never reaching 0.9: stops 3 epochs later
-    assert run_rules([0.5, 0.895, 0.896, 0.897, 0.898, 0.899]) == (5, "cutoff-1")
+def test_reached_fires_on_the_first_evaluation_at_target():
+    assert run_rules([0.3, 0.5, 0.8, 0.9, 0.95]) == (3, "reached")
+
+
+def test_cutoff_1_fires_k1_evaluations_after_coming_within_delta1():
+    # within 1 point from evaluation 2 on (0.895), never reaching 0.9: stops 3 evaluations later
+    assert run_rules([0.3, 0.5, 0.895, 0.896, 0.897, 0.898, 0.899]) == (5, "cutoff-1")
 
 
 def test_cutoff_2_fires_when_only_within_delta2():
-    # within 5 points from epoch 1, never within 1 point: stops 5 epochs later
-    assert run_rules([0.86, 0.87, 0.86, 0.87, 0.86, 0.87, 0.86]) == (6, "cutoff-2")
+    # within 5 points from evaluation 1, never within 1 point: stops 5 evaluations later
+    assert run_rules([0.3, 0.86, 0.87, 0.86, 0.87, 0.86, 0.87, 0.86]) == (6, "cutoff-2")
 
 
 def test_cutoffs_do_not_fire_while_improving_into_target():
-    assert run_rules([0.86, 0.88, 0.895, 0.9]) == (4, "reached")
+    assert run_rules([0.3, 0.86, 0.88, 0.895, 0.9]) == (4, "reached")
 
 
 def test_cap_fires_at_max_epochs_and_only_then():
-    far = [0.1] * 20
+    far = [0.1] * 21  # evaluation 0 and 20 epochs
     assert run_rules(far) == (20, "cap")
-    assert run_rules(far[:19]) is None
+    assert run_rules(far[:20]) is None
 
 
-def test_reached_wins_over_a_cutoff_on_the_same_epoch():
-    assert run_rules([0.895, 0.895, 0.895, 0.9]) == (4, "reached")
+def test_reached_wins_over_a_cutoff_on_the_same_evaluation():
+    assert run_rules([0.3, 0.895, 0.895, 0.895, 0.9]) == (4, "reached")
+
+
+def test_plateau_fires_patience_evaluations_after_the_lowest_loss():
+    config = TrainConfig(target_accuracy=None, max_epochs=50, patience=3)
+    losses = [2.0, 1.0, 0.5, 0.6, 0.55, 0.7, 0.4]
+    assert run_rules([0.1] * 7, config, losses) == (5, "plateau")  # best at 2; 3, 4, 5 without a lower loss
+    assert run_rules([0.1] * 5, config, losses[:5]) is None
 
 
 @pytest.mark.parametrize(
@@ -109,6 +122,42 @@ def test_learns_and_stops_when_target_reached():
     assert result.history[-1].val_accuracy >= 0.95
     assert all(h.val_accuracy < 0.95 for h in result.history[:-1])
     assert result.test_accuracy > 0.9
+    # cost at the resolution of the checks: steps and samples to the target, epochs as a fraction
+    assert result.samples == result.history[-1].samples and result.epochs == result.samples / 240
+
+
+def test_a_run_already_at_its_target_costs_zero_steps():
+    model = tiny_model()
+    train(model, blobs(), blobs(seed=1), TrainConfig(target_accuracy=0.95, max_epochs=30, batch_size=16),
+          progress=False)
+    before = [p.detach().clone() for p in model.parameters()]
+    again = train(model, blobs(), blobs(seed=1), TrainConfig(target_accuracy=0.9, max_epochs=30, batch_size=16),
+                  progress=False)
+    assert again.stop_reason == "reached" and (again.steps, again.samples, again.epochs) == (0, 0, 0.0)
+    assert len(again.history) == 1 and again.history[0].evaluation == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # no update was made
+
+
+def test_checks_are_evenly_spaced_fractions_of_an_epoch():
+    # 240 images in batches of 16: 15 batches; 4 checks per epoch after batches 4, 8, 11, 15
+    config = TrainConfig(target_accuracy=1.0, max_epochs=2, batch_size=16, evals_per_epoch=4)
+    result = train(tiny_model(), blobs(), blobs(seed=1), config, progress=False)
+    assert [h.steps for h in result.history] == [0, 4, 8, 11, 15, 19, 23, 26, 30]
+    assert [h.epoch for h in result.history][::4] == [0.0, 1.0, 2.0]
+    assert result.history[1].epoch == pytest.approx(64 / 240) and result.stop_reason == "cap"
+    assert resque.cost.training.evaluation_points(15, 4) == [4, 8, 11, 15]
+
+
+def test_training_to_the_plateau_restores_the_best_weights():
+    config = TrainConfig(target_accuracy=None, max_epochs=40, batch_size=16, patience=2, evals_per_epoch=1, lr=0.05)
+    model = tiny_model()
+    val = blobs(seed=1)
+    result = train(model, blobs(), val, config, progress=False)
+    assert result.stop_reason in ("plateau", "cap")
+    losses = [h.val_loss for h in result.history]
+    assert result.best_evaluation == losses.index(min(losses))
+    assert result.final_val_accuracy == result.history[result.best_evaluation].val_accuracy
+    assert evaluate(model, val) == pytest.approx(result.final_val_accuracy)  # the model holds the best weights
 
 
 def test_class_count_above_head_is_refused_with_the_fix():
@@ -144,7 +193,8 @@ def test_non_finite_loss_stops_the_run_as_diverged():
     with torch.no_grad():
         model.head.bias.fill_(float("nan"))
     result = train(model, blobs(), blobs(seed=1), TrainConfig(max_epochs=5), progress=False)
-    assert result.stop_reason == "diverged" and result.epochs == 1 and not result.reached
+    assert result.stop_reason == "diverged" and result.steps == 0 and not result.reached
+    assert len(result.history) == 2  # the check before any update, then the one that found the NaN
 
 
 def test_evaluate_restores_mode():

@@ -59,15 +59,18 @@ class Measure:
 
 
 _TABLE = (
-    Measure("epochs", "Epochs", "epochs", headline=True, saving=True),
+    Measure("epochs", "Epochs", "epochs", headline=True, saving=True,
+            note="samples / training-set size to the evaluation that stopped the run: a fraction, 0 when the "
+                 "model met its target before any update"),
     Measure("steps", "Optimizer steps", "steps"),
     Measure("samples", "Samples", "images"),
-    Measure("grad_norm_last", "Gradient norm", "L2, last step", headline=True,
-            note="the authors' measure: the global L2 norm of the gradient at the run's last step"),
+    Measure("grad_norm_last", "Gradient norm", "L2, last full batch", headline=True,
+            note="the authors' measure: the global L2 norm of the gradient at the run's last full batch"),
     Measure("grad_norm_mean", "Gradient norm (mean)", "L2, mean over steps"),
     Measure("param_change_from_start", "Parameter change", "RMS from start", headline=True),
     Measure("train_seconds", "Training time", "s", headline=True, saving=True),
     Measure("eval_seconds", "Validation time", "s"),
+    Measure("cpu_seconds", "CPU time", "s", note="process CPU time (all threads), training and validation"),
     Measure("train_flops", "FLOPs", "FLOP", headline=True, saving=True, estimate=True,
             note="counted for one training step and scaled by the samples seen, so proportional to samples"),
     Measure("energy_kwh", "Energy", "kWh", headline=True, saving=True, estimate=True,

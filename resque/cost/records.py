@@ -1,18 +1,21 @@
 """One JSON record per run: what was trained, how, what RESQUE said before, what it cost.
 
 The schema is versioned (:data:`SCHEMA`); :func:`load_record` reads the
-previous version (``resque-run/1``, which had no ``settings``) and refuses
-others with a clear message. Records are written to a temporary file and
+previous versions (``resque-run/1``, which had no ``settings``, and
+``resque-run/2``, whose series was per epoch under ``epochs``, with whole
+epochs as costs and no check before the first update) and refuses others with
+a clear message. Old records are read for inspection; a study refuses to
+resume over them, since their settings differ. Records are written to a temporary file and
 renamed, so a process killed while writing leaves either the previous file or
 none, never a truncated one; and only a record with ``complete=True`` counts as
 a finished run.
 
-Schema ``resque-run/2`` (all keys always present):
+Schema ``resque-run/3`` (all keys always present):
 
 =================  =====================================================================
 key                meaning
 =================  =====================================================================
-schema             ``"resque-run/2"``
+schema             ``"resque-run/3"``
 run_id             unique name of the run (e.g. ``shift-gaussian_noise-0.08-seed0``)
 kind               ``"source"``, ``"shift"``, ``"task"`` or ``"scratch"``
 experiment         what changed: ``{"shift": ..., "intensity": ...}`` or ``{"task": ...}``
@@ -20,9 +23,24 @@ seed               the run's seed
 config             the :class:`~resque.cost.training.TrainConfig`, as a dict
 model              ``{"name": ..., "kwargs": {...}}`` from the model registry
 estimators         values computed *before* retraining, e.g. ``{"resque_dist": 0.07}``
-epochs             per-epoch series: loss, accuracies, lr, and the tracker's costs
-totals             whole-run costs (epochs, steps, FLOPs, kWh, kg CO2-eq, seconds...)
-stop_reason        one of :data:`~resque.cost.training.STOP_REASONS`
+evaluations        one row per validation check, the one before any update first
+                   (``evaluation`` 0): ``epoch`` (fractional), cumulative ``steps`` and
+                   ``samples``, ``val_loss``/``val_accuracy``, the interval's ``train_loss``,
+                   and the tracker's costs of the interval since the previous check
+                   (seconds, CPU seconds, gradient norms, parameter change, kWh...)
+totals             whole-run costs, which are the costs *to the stopping evaluation*:
+                   ``steps``, ``samples``, ``epochs`` (= samples / ``train_size``, a
+                   fraction; 0 when the model met its target before any update),
+                   ``evaluations``, ``evals_per_epoch`` (the resolution), train/eval/CPU
+                   seconds, gradient norms (``grad_norm_last``: last full batch),
+                   parameter change, FLOPs (``flops_per_sample`` x samples, so
+                   proportional to samples), kWh, kg CO2-eq; ``target_accuracy`` (null for
+                   a run to the plateau), ``final_val_accuracy`` (validation accuracy of
+                   the weights the run ended with: ``a_src`` of a source model,
+                   ``a_ref`` of a yardstick trained to its plateau), ``best_evaluation``
+stop_reason        one of :data:`~resque.cost.training.STOP_REASONS`; a run whose reason
+                   is not ``reached`` (or ``plateau`` for a run without a target) is
+                   *censored*: its costs are lower bounds (:attr:`RunRecord.censored`)
 test_accuracy      accuracy on the test split after the last epoch (or null)
 provenance         versions of resque / torch / Python, machine, git commit, UTC time
 complete           true only once the run finished and everything above is filled
@@ -49,9 +67,10 @@ from ..io import write_json
 
 __all__ = ["SCHEMA", "RunRecord", "RecordError", "RecordsRead", "load_record", "read_records", "provenance"]
 
-SCHEMA = "resque-run/2"
-#: Older schemas read by :func:`load_record` (upgraded in memory: their missing keys take their defaults).
-READABLE_SCHEMAS = ("resque-run/1", SCHEMA)
+SCHEMA = "resque-run/3"
+#: Older schemas read by :func:`load_record` (upgraded in memory: their missing keys take their defaults,
+#: their per-epoch ``epochs`` series becomes ``evaluations``).
+READABLE_SCHEMAS = ("resque-run/1", "resque-run/2", SCHEMA)
 
 
 @dataclass
@@ -65,7 +84,7 @@ class RunRecord:
     config: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     estimators: dict[str, float] = field(default_factory=dict)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
     totals: dict[str, Any] = field(default_factory=dict)
     stop_reason: str = ""
     test_accuracy: float | None = None
@@ -80,8 +99,13 @@ class RunRecord:
 
     @property
     def censored(self) -> bool:
-        """The run stopped without reaching its target: its costs are lower bounds of reaching it."""
-        return self.stop_reason != "reached"
+        """The run stopped without reaching its target: its costs are lower bounds of reaching it.
+
+        A run to the plateau (no target) that stopped on its plateau is not censored.
+        """
+        from .training import FINISHED
+
+        return self.stop_reason not in FINISHED
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the record as JSON, atomically (temporary file + rename)."""
@@ -119,6 +143,8 @@ def load_record(path: str | os.PathLike, *, require_complete: bool = False) -> R
             f"{str(path)!r} has schema {found!r}; this version of resque reads {' and '.join(map(repr, READABLE_SCHEMAS))}. "
             "Rerun the experiment, or read it with the resque version that wrote it."
         )
+    if values.get("schema") != SCHEMA and "epochs" in values:
+        values["evaluations"] = values.pop("epochs")  # resque-run/1 and /2: one row per epoch
     known = {f.name for f in fields(RunRecord)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -107,16 +107,28 @@ def run_training(
         if record_path is not None:
             record.save(record_path)
         raise
-    record.epochs = [
-        {**asdict(stats), **costs.to_dict()} for stats, costs in zip(result.history, tracker.epochs)
-    ]
-    record.totals = tracker.totals().to_dict()
+    record.evaluations = [_row(stats, costs) for stats, costs in zip(result.history, tracker.epochs)]
+    totals = tracker.totals().to_dict()
+    # Cost to the stopping evaluation: epochs as a fraction (samples / training-set size).
+    totals.update(epochs=result.samples / result.train_size, evaluations=len(result.history),
+                  train_size=result.train_size, evals_per_epoch=config.evals_per_epoch,
+                  target_accuracy=config.target_accuracy, final_val_accuracy=result.final_val_accuracy,
+                  best_evaluation=result.best_evaluation)
+    record.totals = totals
     record.stop_reason = result.stop_reason
     record.test_accuracy = result.test_accuracy
     record.complete = True
     if record_path is not None:
         record.save(record_path)
     return record
+
+
+def _row(stats, costs) -> dict:
+    """One evaluation's row: the loop's cumulative counts, then the tracker's costs of the interval before it."""
+    interval = costs.to_dict()
+    interval.pop("epoch")  # the tracker's 0-based interval index is the evaluation number
+    interval["interval_steps"], interval["interval_samples"] = interval.pop("steps"), interval.pop("samples")
+    return {**asdict(stats), **interval}
 
 
 def retrain_shift(model: nn.Module, shifted_train, val_data, config: TrainConfig | None = None, **options) -> RunRecord:

@@ -270,13 +270,18 @@ class EpochCosts(_Record):
     train_seconds, eval_seconds : float
         Wall time, seconds: inside ``tracker.evaluation()`` blocks, and the rest
         of the epoch (``start_epoch`` to ``end_epoch``) minus those.
+    cpu_seconds : float
+        Process CPU time (user + system, all threads) from ``start_epoch`` to
+        ``end_epoch``, seconds: next to wall time, it shows how much of the
+        machine the run used.
     train_flops : float or None
         FLOPs per sample (see :func:`training_step_flops`) times `samples`; an
         estimate from PyTorch's FLOP counter. None when not counted.
     grad_norm_last, grad_norm_mean : float or None
-        Global L2 gradient norm at the epoch's last ``after_backward`` call
-        (the last mini-batch: what the RESQUE authors log) and its mean over
-        all the epoch's calls.
+        Global L2 gradient norm at the epoch's last *full* batch (the last
+        ``after_backward(full_batch=True)`` call: what the RESQUE authors log,
+        without the noise of a ragged final batch) and its mean over all the
+        epoch's calls.
     param_change_from_start, param_change_from_previous : float or None
         ``|theta - theta_ref|_2 / sqrt(n)`` over all trainable parameters, with
         ``theta_ref`` the weights when tracking started and at the end of the
@@ -304,6 +309,7 @@ class EpochCosts(_Record):
     samples: int
     train_seconds: float
     eval_seconds: float
+    cpu_seconds: float = 0.0
     train_flops: float | None = None
     grad_norm_last: float | None = None
     grad_norm_mean: float | None = None
@@ -325,15 +331,18 @@ class TrainingCosts(_Record):
 
     Attributes
     ----------
-    epochs, steps, samples : int
-    train_seconds, eval_seconds : float
-        Sums over epochs, seconds.
+    intervals : int
+        Tracked intervals (``start_epoch``/``end_epoch`` pairs: epochs, or
+        evaluation intervals when the loop checks more often).
+    steps, samples : int
+    train_seconds, eval_seconds, cpu_seconds : float
+        Sums over intervals, seconds.
     flops_per_sample : float or None
         From PyTorch's FLOP counter on the sample batch (forward + backward).
     train_flops : float or None
         `flops_per_sample` times `samples` (an estimate).
     grad_norm_last : float or None
-        Of the last step of the last epoch.
+        Of the last full batch of the run.
     grad_norm_mean : float or None
         Over all steps of all epochs.
     param_change_from_start : float or None
@@ -349,11 +358,12 @@ class TrainingCosts(_Record):
         Device, torch and codecarbon versions, the FLOP counter used.
     """
 
-    epochs: int
+    intervals: int
     steps: int
     samples: int
     train_seconds: float
     eval_seconds: float
+    cpu_seconds: float = 0.0
     flops_per_sample: float | None = None
     train_flops: float | None = None
     grad_norm_last: float | None = None
@@ -544,13 +554,16 @@ class CostTracker:
             self._synchronize()
             self._meter.begin()
         self._epoch_start = self._now()
+        self._cpu_start = time.process_time()
         self._state = _EPOCH
 
-    def after_backward(self) -> None:
+    def after_backward(self, full_batch: bool = True) -> None:
         """Read the gradients: call after ``loss.backward()``, before ``optimizer.zero_grad()``.
 
         Adds the global gradient norm to the epoch's running sum, on the
-        device: no host synchronisation happens here.
+        device: no host synchronisation happens here. Pass
+        ``full_batch=False`` for a ragged last batch: it counts in the mean but
+        is never the "last" norm (a 6-image batch's gradient is mostly noise).
         """
         self._require(_EPOCH, "after_backward()", "Call it inside an epoch, outside tracker.evaluation().")
         if self.grad_norm:
@@ -558,7 +571,8 @@ class CostTracker:
             if norm is not None:
                 # Running sum on the device: read once, at end_epoch.
                 self._grad_sum = norm if self._grad_sum is None else self._grad_sum + norm
-                self._grad_last = norm
+                if full_batch:
+                    self._grad_last = norm
                 self._grad_steps += 1
 
     def after_step(self, batch_size: int) -> None:
@@ -597,6 +611,7 @@ class CostTracker:
         self._require(_EPOCH, "end_epoch()", "Call start_epoch() first, and leave tracker.evaluation() before.")
         metrics = {name: _plain_metric(name, value) for name, value in metrics.items()}
         epoch_seconds = self._now() - self._epoch_start
+        cpu_seconds = time.process_time() - self._cpu_start
         energy = self._meter.end() if self._meter is not None else _energy_off()
         record = EpochCosts(
             epoch=len(self.epochs),
@@ -604,13 +619,16 @@ class CostTracker:
             samples=self._samples,
             train_seconds=max(epoch_seconds - self._eval_seconds, 0.0),
             eval_seconds=self._eval_seconds,
+            cpu_seconds=cpu_seconds,
             train_flops=None if self.flops_per_sample is None else self.flops_per_sample * self._samples,
             metrics=metrics,
             **_energy_fields(energy),
         )
         if self._grad_sum is not None:
-            last, total = torch.stack([self._grad_last, self._grad_sum.to(self._grad_last.device)]).tolist()
-            record.grad_norm_last = last
+            device = self._grad_sum.device
+            last = self._grad_last.to(device) if self._grad_last is not None else torch.full((), math.nan, device=device)
+            last, total = torch.stack([last, self._grad_sum]).tolist()
+            record.grad_norm_last = None if math.isnan(last) else last
             record.grad_norm_mean = total / self._grad_steps
             self._grad_total += total
             self._grad_total_steps += self._grad_steps
@@ -638,6 +656,7 @@ class CostTracker:
             raise TrackingStateError("totals()", self._state, "Enter `with tracker:` and finish an epoch first.")
         epochs = self.epochs
         last = epochs[-1] if epochs else None
+        with_norm = [e for e in epochs if e.grad_norm_last is not None]
         samples = sum(e.samples for e in epochs)
         if self._meter is None:
             energy = _energy_off()
@@ -646,14 +665,15 @@ class CostTracker:
             energy = dataclasses.replace(self._energy_total, carbon_intensity=self._meter.carbon_intensity)
         fields = _energy_fields(energy)
         return TrainingCosts(
-            epochs=len(epochs),
+            intervals=len(epochs),
             steps=sum(e.steps for e in epochs),
             samples=samples,
             train_seconds=sum(e.train_seconds for e in epochs),
             eval_seconds=sum(e.eval_seconds for e in epochs),
+            cpu_seconds=sum(e.cpu_seconds for e in epochs),
             flops_per_sample=self.flops_per_sample,
             train_flops=None if self.flops_per_sample is None else self.flops_per_sample * samples,
-            grad_norm_last=last.grad_norm_last if last else None,
+            grad_norm_last=with_norm[-1].grad_norm_last if with_norm else None,
             grad_norm_mean=self._grad_total / self._grad_total_steps if self._grad_total_steps else None,
             param_change_from_start=last.param_change_from_start if last else None,
             layer_change_from_start=dict(last.layer_change_from_start) if last else {},

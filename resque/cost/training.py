@@ -1,9 +1,17 @@
 """One training loop for the three runs of a study: from scratch, after a shift, after a task change.
 
-See the method page (book/method.md), "What retraining costs". The loop trains until the
-validation accuracy reaches a target, or a cutoff rule or the epoch cap ends
-it, and says which (:data:`STOP_REASONS`): a run that never reached its target
-is censored, and the analysis must know.
+See the method page (book/method.md), "What retraining costs". The loop checks
+validation accuracy before any update (a model already at its target costs
+nothing) and then ``evals_per_epoch`` times per epoch, and trains until the
+accuracy reaches a target, or a cutoff rule or the epoch cap ends it, and says
+which (:data:`STOP_REASONS`): a run that never reached its target is censored,
+and the analysis must know. With ``target_accuracy=None`` it trains to the
+plateau of the validation loss instead (early stopping with a patience, the
+best weights restored), which is how a source model or a from-scratch
+yardstick is brought to convergence.
+
+Cost is counted at that resolution: steps, samples, and epochs as a fraction
+(samples / training-set size) up to the evaluation that stopped the run.
 
 Data are materialised once as tensors (:func:`as_tensors`) and batched by
 slicing, which on a small CPU is several times faster than a per-image
@@ -33,11 +41,13 @@ __all__ = [
     "AUGMENTATIONS",
     "STOP_REASONS",
     "TrainConfig",
+    "Evaluation",
     "EpochStats",
     "TrainResult",
     "TensorData",
     "as_tensors",
     "stop_reason",
+    "evaluation_points",
     "evaluate",
     "train",
     "retrain_for_task",
@@ -46,9 +56,12 @@ __all__ = [
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
 AUGMENTATIONS = ("none", "flip", "crop", "crop_flip")
-#: reached: target met; cutoff-1/-2: came within delta_i of it and stalled k_i epochs;
+#: reached: target met; cutoff-1/-2: came within delta_i of it and stalled k_i evaluations;
+#: plateau: (no target) the validation loss stopped improving for `patience` evaluations;
 #: cap: max_epochs; diverged: the loss became NaN or infinite.
-STOP_REASONS = ("reached", "cutoff-1", "cutoff-2", "cap", "diverged")
+STOP_REASONS = ("reached", "cutoff-1", "cutoff-2", "plateau", "cap", "diverged")
+#: The stop reasons of a run that did what it was asked (every other one is censored).
+FINISHED = ("reached", "plateau")
 
 
 @dataclass
@@ -57,10 +70,21 @@ class TrainConfig:
 
     Attributes
     ----------
-    target_accuracy : float
-        Validation accuracy, in (0, 1], that ends a run as "reached".
+    target_accuracy : float or None
+        Validation accuracy, in (0, 1], that ends a run as "reached". None:
+        train to the plateau of the validation loss (see `patience`), as a
+        source model or a from-scratch yardstick is trained.
     max_epochs : int
         Hard cap (the authors: 250).
+    evals_per_epoch : int
+        Validation checks per epoch, evenly spaced in optimizer steps, after one
+        check before any update (our choice; the authors check once per
+        epoch). The cost to the target is resolved to ``1 / evals_per_epoch``
+        of an epoch. When an epoch has fewer batches, it is checked after each.
+    patience : int
+        With ``target_accuracy=None``: evaluations without a new lowest
+        validation loss that end the run as "plateau"; the weights of the best
+        evaluation are restored.
     optimizer : {"adam", "adamw", "sgd"}
     lr, weight_decay, momentum : float
         Adam, lr 1e-3, weight decay 1e-5 as the authors; momentum is for SGD only.
@@ -73,16 +97,19 @@ class TrainConfig:
     augmentation : {"none", "flip", "crop", "crop_flip"}
         Random horizontal flip and/or 4-pixel-padded random crop (CIFAR-style).
         Off by default: the shift under study should be the only change to the data.
-    cutoff1_delta, cutoff1_epochs, cutoff2_delta, cutoff2_epochs
+    cutoff1_delta, cutoff1_evals, cutoff2_delta, cutoff2_evals
         Cutoff rules: once validation accuracy is within ``delta_i`` of the
-        target, at most ``k_i`` more epochs. Our choice (the paper gives none):
-        1 point / 5 epochs and 3 points / 10 epochs.
+        target, at most ``k_i`` more evaluations. Our choice (the paper gives
+        none): 1 point / 8 evaluations and 3 points / 16 (2 and 4 epochs at 4
+        checks per epoch).
     seed : int
         Seeds data order, augmentation, dropout and new heads.
     """
 
-    target_accuracy: float = 0.85
+    target_accuracy: float | None = 0.85
     max_epochs: int = 250
+    evals_per_epoch: int = 4
+    patience: int = 8
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 1e-5
@@ -92,18 +119,21 @@ class TrainConfig:
     eval_batch_size: int = 1024
     augmentation: str = "none"
     cutoff1_delta: float = 0.01
-    cutoff1_epochs: int = 5
+    cutoff1_evals: int = 8
     cutoff2_delta: float = 0.03
-    cutoff2_epochs: int = 10
+    cutoff2_evals: int = 16
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.target_accuracy, (int, float)) or not 0.0 < self.target_accuracy <= 1.0:
+        target = self.target_accuracy
+        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
+                                   or not 0.0 < target <= 1.0):
             raise InvalidParameterError(
-                "target_accuracy", self.target_accuracy, "a fraction in (0, 1]",
+                "target_accuracy", self.target_accuracy, "a fraction in (0, 1], or None to train to the plateau",
                 "Accuracy is a fraction here: write 0.9 for 90 %.",
             )
-        for name in ("max_epochs", "batch_size", "eval_batch_size", "cutoff1_epochs", "cutoff2_epochs"):
+        for name in ("max_epochs", "evals_per_epoch", "patience", "batch_size", "eval_batch_size",
+                     "cutoff1_evals", "cutoff2_evals"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidParameterError(name, value, "a positive integer")
@@ -119,14 +149,37 @@ class TrainConfig:
 
 
 @dataclass
-class EpochStats:
-    """What the loop itself measured in one epoch (costs come from the tracker)."""
+class Evaluation:
+    """One validation check and what the loop measured since the previous one (costs come from the tracker).
 
-    epoch: int
-    train_loss: float
-    train_accuracy: float
+    Attributes
+    ----------
+    evaluation : int
+        0 for the check before any update, then 1, 2, ...
+    epoch : float
+        Epochs done so far: samples / training-set size (0.25 after a quarter).
+    steps, samples : int
+        Optimizer steps and training samples so far (cumulative).
+    train_loss, train_accuracy : float or None
+        Over the interval's batches (None for evaluation 0, or an interval cut short by divergence).
+    val_loss, val_accuracy : float
+        On the validation data at this point.
+    lr : float
+    """
+
+    evaluation: int
+    epoch: float
+    steps: int
+    samples: int
+    train_loss: float | None
+    train_accuracy: float | None
+    val_loss: float
     val_accuracy: float
     lr: float
+
+
+#: The name of :class:`Evaluation` before evaluations were finer than an epoch.
+EpochStats = Evaluation
 
 
 @dataclass
@@ -135,32 +188,59 @@ class TrainResult:
 
     Attributes
     ----------
-    history : list of EpochStats
+    history : list of Evaluation
+        Every validation check, the one before any update first.
     stop_reason : str
         One of :data:`STOP_REASONS`.
     test_accuracy : float or None
-        On the test data, when given, after the last epoch.
+        On the test data, when given, with the weights the run ended with
+        (after a plateau run: the best evaluation's, restored).
+    train_size : int
+        Images in the training data (epochs = samples / train_size).
+    best_evaluation : int
+        The evaluation whose weights the model holds at the end: the last one,
+        or after a plateau run the one with the lowest validation loss.
     """
 
-    history: list[EpochStats] = field(default_factory=list)
+    history: list[Evaluation] = field(default_factory=list)
     stop_reason: str = ""
     test_accuracy: float | None = None
+    train_size: int = 0
+    best_evaluation: int = 0
 
     @property
-    def epochs(self) -> int:
-        return len(self.history)
+    def epochs(self) -> float:
+        """Epochs trained, as a fraction (0.0 when the model was already at its target)."""
+        return self.history[-1].epoch if self.history else 0.0
+
+    @property
+    def steps(self) -> int:
+        return self.history[-1].steps if self.history else 0
+
+    @property
+    def samples(self) -> int:
+        return self.history[-1].samples if self.history else 0
 
     @property
     def reached(self) -> bool:
         """False for a censored run (it stopped before reaching its target)."""
         return self.stop_reason == "reached"
 
+    @property
+    def final_val_accuracy(self) -> float | None:
+        """Validation accuracy of the weights the run ended with (``a_src`` of a source model)."""
+        return self.history[self.best_evaluation].val_accuracy if self.history else None
+
     def to_dict(self) -> dict:
         return {
             "history": [asdict(e) for e in self.history],
             "stop_reason": self.stop_reason,
             "epochs": self.epochs,
+            "steps": self.steps,
+            "samples": self.samples,
             "test_accuracy": self.test_accuracy,
+            "best_evaluation": self.best_evaluation,
+            "final_val_accuracy": self.final_val_accuracy,
         }
 
 
@@ -230,27 +310,50 @@ def _augment(x: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Te
 # --------------------------------------------------------------------------- stopping
 
 
-def stop_reason(val_accuracies: Sequence[float], config: TrainConfig) -> str | None:
-    """Why training stops after the last epoch of `val_accuracies`, or None to go on.
+def stop_reason(val_accuracies: Sequence[float], config: TrainConfig, *, epochs_done: int = 0,
+                val_losses: Sequence[float] | None = None) -> str | None:
+    """Why training stops after the last evaluation of `val_accuracies`, or None to go on.
 
-    Rules, checked in this order: "reached" (the last accuracy meets the
-    target), "cutoff-1" / "cutoff-2" (the first epoch within ``delta_i`` of the
-    target lies ``k_i`` or more epochs back), "cap" (``max_epochs`` done).
+    `val_accuracies` holds every evaluation so far, the one before any update
+    first. Rules, checked in this order: "reached" (the last accuracy meets the
+    target), "cutoff-1" / "cutoff-2" (the first evaluation within ``delta_i``
+    of the target lies ``k_i`` or more evaluations back), "plateau" (no target:
+    the lowest of `val_losses` lies ``patience`` or more evaluations back),
+    "cap" (`epochs_done` reached ``max_epochs``).
     """
-    epoch = len(val_accuracies)
-    if epoch == 0:
+    if not val_accuracies:
         return None
     target = config.target_accuracy
-    if val_accuracies[-1] >= target:
-        return "reached"
-    rules = ((config.cutoff1_delta, config.cutoff1_epochs), (config.cutoff2_delta, config.cutoff2_epochs))
-    for rule, (delta, patience) in enumerate(rules, start=1):
-        first_close = next((e for e, acc in enumerate(val_accuracies, start=1) if acc >= target - delta), None)
-        if first_close is not None and epoch - first_close >= patience:
-            return f"cutoff-{rule}"
-    if epoch >= config.max_epochs:
+    last = len(val_accuracies) - 1
+    if target is None:
+        if val_losses:
+            finite = [(loss, i) for i, loss in enumerate(val_losses) if math.isfinite(loss)]
+            best = min(finite)[1] if finite else 0
+            if last - best >= config.patience:
+                return "plateau"
+    else:
+        if val_accuracies[-1] >= target:
+            return "reached"
+        rules = ((config.cutoff1_delta, config.cutoff1_evals), (config.cutoff2_delta, config.cutoff2_evals))
+        for rule, (delta, patience) in enumerate(rules, start=1):
+            first_close = next((i for i, acc in enumerate(val_accuracies) if acc >= target - delta), None)
+            if first_close is not None and last - first_close >= patience:
+                return f"cutoff-{rule}"
+    if epochs_done >= config.max_epochs:
         return "cap"
     return None
+
+
+def evaluation_points(n_batches: int, evals_per_epoch: int) -> list[int]:
+    """After which batches of an epoch (1-based counts) validation runs: evenly spaced, the last batch included.
+
+    >>> evaluation_points(10, 4)
+    [2, 5, 8, 10]
+    >>> evaluation_points(3, 4)
+    [1, 2, 3]
+    """
+    points = sorted({max(1, round(k * n_batches / evals_per_epoch)) for k in range(1, evals_per_epoch + 1)})
+    return [p for p in points if p <= n_batches]
 
 
 # --------------------------------------------------------------------------- loop
@@ -276,20 +379,25 @@ def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig):
 
 def evaluate(model: nn.Module, data, batch_size: int = 1024, device=None) -> float:
     """Top-1 accuracy of `model` on `data` (eval mode, no gradients; the mode is restored)."""
-    data = as_tensors(data, "data")
+    return _loss_and_accuracy(model, as_tensors(data, "data"), batch_size, device)[1]
+
+
+def _loss_and_accuracy(model: nn.Module, data: TensorData, batch_size: int, device=None) -> tuple[float, float]:
     device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
-    correct = 0
+    correct, loss_sum = 0, 0.0
     try:
         with torch.no_grad():
             for start in range(0, len(data), batch_size):
                 x = data.images[start : start + batch_size].to(device, non_blocking=True)
                 y = data.labels[start : start + batch_size].to(device, non_blocking=True)
-                correct += int((model(x).argmax(dim=1) == y).sum())
+                logits = model(x)
+                loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(dim=1) == y).sum())
     finally:
         model.train(was_training)
-    return correct / len(data)
+    return loss_sum / len(data), correct / len(data)
 
 
 def _check_head(model: nn.Module, data: TensorData, device: torch.device) -> None:
@@ -318,7 +426,7 @@ class _NoTracker:
     def start_epoch(self):
         pass
 
-    def after_backward(self):
+    def after_backward(self, full_batch=True):
         pass
 
     def after_step(self, batch_size):
@@ -356,7 +464,9 @@ def train(
     test_data : optional
         Evaluated once at the end, reported as ``test_accuracy``.
     tracker : CostTracker, optional
-        Receives the per-step and per-epoch hooks (see :mod:`resque.cost.tracking`).
+        Receives the per-step hooks and one ``start_epoch``/``end_epoch`` pair
+        per evaluation interval (see :mod:`resque.cost.tracking`); the first
+        interval holds only the check before any update.
     device : str or torch.device, optional
         Default: where the model is.
     progress : bool
@@ -365,7 +475,8 @@ def train(
     Returns
     -------
     TrainResult
-        Per-epoch loss and accuracies, the stop reason, the test accuracy.
+        Every evaluation (loss, accuracies, steps and samples so far), the
+        stop reason, the test accuracy.
     """
     from tqdm.auto import tqdm
 
@@ -382,56 +493,85 @@ def train(
     optimizer = _optimizer(model, config)
     scheduler = _schedule(optimizer, config)
     tracker = tracker if tracker is not None else _NoTracker()
-    result = TrainResult()
-    accuracies: list[float] = []
+    result = TrainResult(train_size=len(train_set))
+    n_batches = math.ceil(len(train_set) / config.batch_size)
+    points = evaluation_points(n_batches, config.evals_per_epoch)
+    best_loss, best_state = math.inf, None
+    steps = samples = 0
     bar = tqdm(total=config.max_epochs, desc="training", unit="epoch", disable=not progress)
+
+    def check(loss_sum: float, correct: int, seen: int, lr: float) -> str | None:
+        nonlocal best_loss, best_state
+        with tracker.evaluation():
+            val_loss, val_accuracy = _loss_and_accuracy(model, val_set, config.eval_batch_size, device)
+        stats = Evaluation(
+            evaluation=len(result.history), epoch=samples / len(train_set), steps=steps, samples=samples,
+            train_loss=loss_sum / seen if seen else None,
+            train_accuracy=correct / seen if seen else None,
+            val_loss=val_loss, val_accuracy=val_accuracy, lr=lr,
+        )
+        result.history.append(stats)
+        tracker.end_epoch(val_accuracy=val_accuracy, val_loss=val_loss, evaluation=stats.evaluation,
+                          epoch=stats.epoch, train_loss=stats.train_loss)
+        if config.target_accuracy is None and math.isfinite(val_loss) and val_loss < best_loss:
+            best_loss, result.best_evaluation = val_loss, stats.evaluation
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif config.target_accuracy is not None:
+            result.best_evaluation = stats.evaluation
+        bar.set_postfix(loss="-" if stats.train_loss is None else f"{stats.train_loss:.4f}",
+                        val_acc=f"{val_accuracy:.4f}")
+        return stop_reason([e.val_accuracy for e in result.history], config,
+                           val_losses=[e.val_loss for e in result.history])
+
     try:
         with tracker:
-            while True:
-                tracker.start_epoch()
-                model.train()
-                loss_sum, correct, seen, diverged = 0.0, 0, 0, False
-                lr = optimizer.param_groups[0]["lr"]
+            tracker.start_epoch()  # evaluation 0: before any update
+            reason = check(0.0, 0, 0, optimizer.param_groups[0]["lr"])
+            epoch = 0
+            while reason is None:
                 permutation = torch.randperm(len(train_set), generator=order)
-                for start in range(0, len(train_set), config.batch_size):
-                    index = permutation[start : start + config.batch_size]
-                    x = _augment(train_set.images[index], config.augmentation, order).to(device, non_blocking=True)
-                    y = train_set.labels[index].to(device, non_blocking=True)
-                    logits = model(x)
-                    loss = F.cross_entropy(logits, y)
-                    if not torch.isfinite(loss):
-                        diverged = True
+                batch = 0
+                for point in points:
+                    tracker.start_epoch()
+                    model.train()
+                    loss_sum, correct, seen, diverged = 0.0, 0, 0, False
+                    lr = optimizer.param_groups[0]["lr"]
+                    for batch in range(batch, point):
+                        index = permutation[batch * config.batch_size : (batch + 1) * config.batch_size]
+                        x = _augment(train_set.images[index], config.augmentation, order).to(device, non_blocking=True)
+                        y = train_set.labels[index].to(device, non_blocking=True)
+                        logits = model(x)
+                        loss = F.cross_entropy(logits, y)
+                        if not torch.isfinite(loss):
+                            diverged = True
+                            break
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        tracker.after_backward(full_batch=len(index) == config.batch_size)
+                        optimizer.step()
+                        tracker.after_step(len(index))
+                        steps, samples = steps + 1, samples + len(index)
+                        loss_sum += float(loss.detach()) * len(index)
+                        correct += int((logits.argmax(dim=1) == y).sum())
+                        seen += len(index)
+                    batch = point
+                    if point == n_batches:
+                        epoch += 1
+                        if scheduler is not None:
+                            scheduler.step()
+                        bar.update(1)
+                    reason = check(loss_sum, correct, seen, lr)
+                    if diverged:
+                        reason = "diverged"
+                    if reason is None and point == n_batches and epoch >= config.max_epochs:
+                        reason = "cap"
+                    if reason is not None:
                         break
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    tracker.after_backward()
-                    optimizer.step()
-                    tracker.after_step(len(index))
-                    loss_sum += float(loss.detach()) * len(index)
-                    correct += int((logits.argmax(dim=1) == y).sum())
-                    seen += len(index)
-                if scheduler is not None:
-                    scheduler.step()
-                with tracker.evaluation():
-                    val_accuracy = evaluate(model, val_set, config.eval_batch_size, device)
-                accuracies.append(val_accuracy)
-                stats = EpochStats(
-                    epoch=len(accuracies),
-                    train_loss=loss_sum / seen if seen else float("nan"),
-                    train_accuracy=correct / seen if seen else float("nan"),
-                    val_accuracy=val_accuracy,
-                    lr=lr,
-                )
-                result.history.append(stats)
-                tracker.end_epoch(val_accuracy=val_accuracy, train_loss=stats.train_loss)
-                bar.update(1)
-                bar.set_postfix(loss=f"{stats.train_loss:.4f}", val_acc=f"{val_accuracy:.4f}")
-                reason = "diverged" if diverged else stop_reason(accuracies, config)
-                if reason is not None:
-                    result.stop_reason = reason
-                    break
+            result.stop_reason = reason
     finally:
         bar.close()
+    if best_state is not None and result.best_evaluation != result.history[-1].evaluation:
+        model.load_state_dict(best_state)  # a run to the plateau ends with its best weights
     if test_set is not None:
         result.test_accuracy = evaluate(model, test_set, config.eval_batch_size, device)
     return result

@@ -18,7 +18,7 @@ from ..cost.records import RunRecord
 
 __all__ = ["CURVES", "angle_bars", "energy_vs_time", "image_grid", "training_curves"]
 
-#: Training-curve panels: name -> (per-epoch keys of ``record.epochs`` to draw, y label, title).
+#: Training-curve panels: name -> (per-evaluation keys of ``record.evaluations`` to draw, y label, title).
 CURVES = {
     "val_accuracy": (("val_accuracy",), "validation accuracy", "Validation accuracy"),
     "train_loss": (("train_loss",), "training loss (cross-entropy)", "Training loss"),
@@ -93,7 +93,8 @@ def image_grid(
 
 
 def _series(record: RunRecord, key: str) -> tuple[np.ndarray, np.ndarray]:
-    points = [(e.get("epoch", i) + 1, e.get(key)) for i, e in enumerate(record.epochs)]
+    # x: epochs done at each check (fractional; 0 is the check before any update)
+    points = [(e.get("epoch", i), e.get(key)) for i, e in enumerate(record.evaluations)]
     points = [(x, y) for x, y in points if y is not None]
     if not points:
         return np.array([]), np.array([])
@@ -108,12 +109,12 @@ def training_curves(
     *,
     title: str | None = None,
 ):
-    """Per-epoch curves of a run, one panel per measure, with the from-scratch yardstick dashed.
+    """Curves of a run over (fractional) epochs, one point per evaluation, one panel per measure, with the from-scratch yardstick dashed.
 
     Parameters
     ----------
     record : RunRecord
-        The run (its ``epochs`` series).
+        The run (its ``evaluations`` series).
     scratch : RunRecord, optional
         The from-scratch run on the same data, drawn dashed in every panel.
     measures : sequence of str

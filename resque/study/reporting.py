@@ -43,8 +43,8 @@ ENERGY_PARTS = ("cpu", "ram", "gpu")
 
 
 _STOP_RULES = {
-    "cutoff-1": "cutoff rule 1 (within {cutoff1_delta:g} of the target for {cutoff1_epochs} epochs without reaching it)",
-    "cutoff-2": "cutoff rule 2 (within {cutoff2_delta:g} of the target for {cutoff2_epochs} epochs without reaching it)",
+    "cutoff-1": "cutoff rule 1 (within {cutoff1_delta:g} of the target for {cutoff1_evals} checks without reaching it)",
+    "cutoff-2": "cutoff rule 2 (within {cutoff2_delta:g} of the target for {cutoff2_evals} checks without reaching it)",
     "cap": "the epoch cap ({max_epochs} epochs)",
     "diverged": "divergence (the loss stopped being finite)",
 }
@@ -91,8 +91,8 @@ def example_titles(outcome) -> list[str] | None:
 
 
 def is_censored(record: RunRecord) -> bool:
-    """True when the run stopped without reaching its target (any stop reason but ``"reached"``)."""
-    return record.stop_reason != "reached"
+    """True when the run stopped without reaching its target (see :attr:`RunRecord.censored`)."""
+    return record.censored
 
 
 def describe_stop(record: RunRecord) -> str:
@@ -102,26 +102,32 @@ def describe_stop(record: RunRecord) -> str:
     --------
     >>> from resque.cost.records import RunRecord
     >>> describe_stop(RunRecord("r", "shift", config={"target_accuracy": 0.5},
-    ...                         epochs=[{"val_accuracy": 0.6}], stop_reason="reached"))
-    'The run **reached** its target validation accuracy of 0.500 after 1 epoch (last: 0.600).'
+    ...                         evaluations=[{"val_accuracy": 0.4}, {"val_accuracy": 0.6}],
+    ...                         totals={"epochs": 0.25}, stop_reason="reached"))
+    'The run **reached** its target validation accuracy of 0.500 after 0.25 epochs, 2 checks (last: 0.600).'
     """
     config = record.config
     target = config.get("target_accuracy")
-    accuracies = [e.get("val_accuracy") for e in record.epochs if e.get("val_accuracy") is not None]
-    epochs = len(record.epochs)
-    epoch_word = "epoch" if epochs == 1 else "epochs"
+    accuracies = [e.get("val_accuracy") for e in record.evaluations if e.get("val_accuracy") is not None]
+    epochs = record.totals.get("epochs", len(record.evaluations))
+    checks = len(accuracies)
+    epoch_word = ("epoch" if epochs == 1 else "epochs") + f", {checks} check{'' if checks == 1 else 's'}"
     last = f"{accuracies[-1]:.3f}" if accuracies else "n/a"
     target_text = f"{target:.3f}" if target is not None else "(unknown)"
+    if record.stop_reason == "plateau":
+        return (f"The run was trained to the plateau of its validation loss: {epochs:g} {epoch_word}; it ends "
+                f"with the weights of its best check (validation accuracy "
+                f"{_number(record.totals.get('final_val_accuracy')):.3f}).")
     if not is_censored(record):
         return (f"The run **reached** its target validation accuracy of {target_text} "
-                f"after {epochs} {epoch_word} (last: {last}).")
+                f"after {epochs:g} {epoch_word} (last: {last}).")
     rule = _STOP_RULES.get(record.stop_reason)
     try:
         rule = rule.format(**config) if rule else f"{record.stop_reason!r}"
     except (KeyError, ValueError):
         rule = f"{record.stop_reason!r}"
     best = f"{max(accuracies):.3f}" if accuracies else "n/a"
-    text = (f"**Censored run**: it was stopped by {rule} after {epochs} {epoch_word} without reaching "
+    text = (f"**Censored run**: it was stopped by {rule} after {epochs:g} {epoch_word} without reaching "
             f"its target validation accuracy of {target_text} (best: {best}, last: {last}). "
             "Its costs are a lower bound on what reaching the target would take")
     if record.kind in ("shift", "task"):
@@ -198,7 +204,7 @@ def compare_costs(record: RunRecord, scratch: RunRecord | None = None) -> pd.Dat
     """
     def column(run: RunRecord) -> dict:
         values = {m.label: _number(run.totals.get(key)) for key, m in MEASURES.items()}
-        accuracies = [e.get("val_accuracy") for e in run.epochs]
+        accuracies = [e.get("val_accuracy") for e in run.evaluations]
         values["final validation accuracy"] = _number(accuracies[-1] if accuracies else None)
         values["test accuracy"] = _number(run.test_accuracy)
         values["stop reason"] = run.stop_reason
@@ -341,7 +347,7 @@ def energy_table(records: Iterable[RunRecord]) -> pd.DataFrame:
         row = {
             "run_id": record.run_id,
             "kind": record.kind,
-            "epochs": totals.get("epochs", len(record.epochs)),
+            "epochs": totals.get("epochs", len(record.evaluations)),
             "seconds": _number(totals.get("train_seconds", 0.0)) + _number(totals.get("eval_seconds", 0.0)),
             "energy_kwh": _number(totals.get("energy_kwh")),
             "carbon_kg": _number(totals.get("carbon_kg")),

@@ -112,11 +112,14 @@ def _cmd_study_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_study_plan(args: argparse.Namespace) -> int:
+    from .study.profiles import load_profile
     from .study.runner import plan_study
 
     name, root, planned = plan_study(args.profile, args.results, only=args.only)
     plural = "" if len(planned) == 1 else "s"
     print(f"Profile {name!r}: {len(planned)} experiment{plural}, results in {root}")
+    for line in load_profile(args.profile).describe_duplicates():
+        print(f"  note: {line}")
     width = max(len(e.run_id) for e, _ in planned)
     for index, (exp, state) in enumerate(planned, 1):
         own = {k: v for k, v in exp.parameters.items() if k not in ("profile", "results_dir")}

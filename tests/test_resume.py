@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 SMOKE = PROFILE_DIR / "smoke.yaml"
-RUN_IDS = ["source-seed0", "shift-gaussian_noise-0.04-seed0", "shift-gaussian_noise-0.1-seed0",
+RUN_IDS = ["source-seed0", "shift-gaussian_noise-0-seed0", "shift-gaussian_noise-0.1-seed0",
            "shift-frost-0.3-seed0", "task-fashion_coarse4-seed0"]
 #: Values that move with the machine's load, not with the computation.
 UNSTABLE = ("seconds", "energy", "carbon", "kwh", "_kg", "per_second", "time")
@@ -52,7 +52,7 @@ def deterministic_values(record_path: Path) -> dict:
             yield prefix, value
 
     record = json.loads(record_path.read_text())
-    parts = {key: record[key] for key in ("kind", "seed", "estimators", "epochs", "totals", "stop_reason",
+    parts = {key: record[key] for key in ("kind", "seed", "estimators", "evaluations", "totals", "stop_reason",
                                           "test_accuracy", "settings", "complete")}
     return dict(walk(parts, ""))
 
@@ -89,12 +89,13 @@ def copy_of(reference: Path, tmp_path: Path) -> Path:
 def test_an_edited_profile_is_refused_not_mixed(reference, tmp_path):
     results = copy_of(reference, tmp_path)
     edited = tmp_path / "smoke.yaml"  # same file name, so by default the same results/<stem>
-    edited.write_text(SMOKE.read_text().replace("retrain: {target_accuracy: 0.5, max_epochs: 2",
-                                                "retrain: {target_accuracy: 0.55, max_epochs: 3"))
+    text = SMOKE.read_text()
+    assert "rho: 0.98" in text and "retrain: {max_epochs: 2" in text
+    edited.write_text(text.replace("rho: 0.98", "rho: 0.9").replace("retrain: {max_epochs: 2", "retrain: {max_epochs: 3"))
     with pytest.raises(SettingsChangedError) as refused:
         run_study(edited, results, progress=False)
     message = str(refused.value)
-    assert "retrain.target_accuracy: 0.5 -> 0.55" in message and "retrain.max_epochs: 2 -> 3" in message
+    assert "rho: 0.98 -> 0.9" in message and "retrain.max_epochs: 2 -> 3" in message
     assert "--results" in message and "--rerun-changed" in message
     assert set(refused.value.changed) == set(RUN_IDS[1:])  # the source model's settings did not change
     states = {e.run_id: s.status for e, s in plan_study(edited, results)[2]}
@@ -103,7 +104,8 @@ def test_an_edited_profile_is_refused_not_mixed(reference, tmp_path):
     again = run_study(edited, results, only="shift-frost-*", rerun_changed=True, progress=False)
     assert again.done == ["shift-frost-0.3-seed0"]
     record = resque.load_record(ResultsDir(results).record("shift-frost-0.3-seed0"))
-    assert record.config["target_accuracy"] == 0.55 and record.settings["retrain"]["max_epochs"] == 3
+    a_src = record.experiment["a_src"]
+    assert record.config["target_accuracy"] == pytest.approx(0.9 * a_src) and record.settings["retrain"]["max_epochs"] == 3
 
 
 def test_a_cut_off_notebook_makes_its_experiment_run_again(reference, tmp_path):

@@ -133,3 +133,21 @@ def _copy(model):
     clone = resque.create_model(model.resque_config["name"], **model.resque_config["kwargs"])
     clone.load_state_dict(model.state_dict())
     return clone
+
+
+def test_cost_to_target_reads_the_first_evaluation_at_the_target():
+    from resque.cost.records import RunRecord
+    from resque.cost.runs import cost_to_target
+
+    rows = [{"val_accuracy": a, "steps": 4 * i, "samples": 100 * i, "train_seconds": 1.0, "eval_seconds": 0.5,
+             "cpu_seconds": 2.0, "train_flops": 10.0 * (i > 0), "energy_kwh": 0.1, "energy_estimated_kwh": 0.1,
+             "carbon_kg": 0.05, "grad_norm_last": None if i == 0 else float(i), "grad_norm_mean": None if i == 0 else 2.0,
+             "interval_steps": 0 if i == 0 else 4, "param_change_from_start": 0.01 * i}
+            for i, a in enumerate([0.2, 0.5, 0.8, 0.9, 0.85])]
+    record = RunRecord("scratch-x", "scratch", evaluations=rows, totals={"train_size": 400, "epochs": 1.0}, complete=True)
+    totals, reached = cost_to_target(record, 0.78)
+    assert reached and (totals["steps"], totals["samples"], totals["epochs"], totals["evaluations"]) == (8, 200, 0.5, 3)
+    assert totals["train_seconds"] == 3.0 and totals["energy_kwh"] == pytest.approx(0.3) and totals["train_flops"] == 20.0
+    assert totals["grad_norm_last"] == 2.0 and totals["grad_norm_mean"] == 2.0 and totals["param_change_from_start"] == 0.02
+    assert cost_to_target(record, 0.2)[0]["samples"] == 0  # met before any update: costs nothing
+    assert cost_to_target(record, 0.95) == (record.totals, False)  # never met: the whole run, a lower bound

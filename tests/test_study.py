@@ -39,18 +39,21 @@ def test_shipped_profiles_load_and_expand(name):
     assert kinds[:n_sources] == ["source"] * n_sources  # sources first: the rest load them
     assert kinds[-2:] == ["energy", "analysis"]
     assert len({e.run_id for e in experiments}) == len(experiments)
-    n_shift = sum(len(v) for v in profile.shifts.values()) * len(profile.seeds)
+    n_shift = (sum(len(v) for v in profile.shifts.values()) - len(profile.duplicate_shifts())) * len(profile.seeds)
     assert kinds.count("shift") == n_shift and kinds.count("task") == len(profile.tasks) * len(profile.seeds)
 
 
 def test_required_profiles_exist():
     assert {"smoke", "quick", "full", "paper"} <= set(list_profiles())
     quick = load_profile("quick")
-    assert quick.dataset == "fashion_mnist" and quick.model == "small_cnn" and quick.seeds == [0]
-    assert set(quick.shifts) == set(resque.list_shifts())
-    assert all(len(v) >= 4 for v in quick.shifts.values())
-    assert len(quick.tasks) >= 4 and "digits" in quick.tasks
-    assert len(load_profile("full").seeds) == 3
+    assert quick.dataset == "fashion_mnist" and quick.model == "small_cnn" and len(quick.seeds) >= 3
+    # every family but salt-and-pepper (impulse noise on grey images), each with its intensity-0 control
+    assert set(quick.shifts) == set(resque.list_shifts()) - {"salt_and_pepper"} and not quick.duplicate_shifts().keys() - {
+        (family, 0.0) for family in quick.shifts}
+    assert all(len(v) >= 5 and v[0] == 0 for v in quick.shifts.values())
+    assert len(quick.tasks) >= 8 and "digits" in quick.tasks and quick.source["target_accuracy"] is None
+    full = load_profile("full")
+    assert len(full.seeds) >= 5 and len(full.tasks) >= 12
     paper = load_profile("paper")
     assert paper.dataset == "cifar10" and paper.model == "resnet18"
 
@@ -169,3 +172,44 @@ def test_paper_profile_code_path_on_stand_in_data(tmp_path, monkeypatch):
     assert shift.clean_examples.shape == (8, 3, 32, 32) and 0 <= float(shift.dist) <= 1
     task = run_task(profile, 0, "svhn", results.root, progress=False)
     assert task.record.experiment["num_classes"] == 10 and task.record.complete
+
+
+def test_duplicate_shifted_data_is_found_by_content_and_run_once(tmp_path):
+    text = TINY.replace("shifts: {gaussian_noise: [0.05, 0.3]}",
+                        "shifts: {gaussian_noise: [0, 0.05], impulse_noise: [0, 0.1], salt_and_pepper: [0.1, 0.2],"
+                        " contrast: [0, 0.5]}")
+    profile = load_profile(write_profile(tmp_path, text))
+    duplicates = profile.duplicate_shifts()
+    # the controls are the clean data in every family; salt-and-pepper is impulse noise on grey images
+    assert duplicates == {("impulse_noise", 0.0): ("gaussian_noise", 0.0), ("contrast", 0.0): ("gaussian_noise", 0.0),
+                          ("salt_and_pepper", 0.1): ("impulse_noise", 0.1)}
+    shifts = [e.run_id for e in expand(profile, "tiny", tmp_path) if e.kind == "shift"]
+    assert shifts == ["shift-gaussian_noise-0-seed0", "shift-gaussian_noise-0.05-seed0", "shift-impulse_noise-0.1-seed0",
+                      "shift-salt_and_pepper-0.2-seed0", "shift-contrast-0.5-seed0"]
+    lines = profile.describe_duplicates()
+    assert "one control per seed" in lines[0] and "impulse_noise, contrast" in lines[0]
+    assert "salt_and_pepper gives the same images as impulse_noise at intensities 0.1" in lines[1]
+    # on colour images the two families differ (per-channel impulses), so both run
+    colour = load_profile(write_profile(tmp_path, text + "channels: 3\n", "colour.yaml"))
+    assert ("salt_and_pepper", 0.1) not in colour.duplicate_shifts()
+
+
+def test_rho_and_tasks_without_yardstick_are_refused(tmp_path):
+    with pytest.raises(resque.InvalidParameterError, match=r"rho=1.5.*\(0, 1\]"):
+        load_profile(write_profile(tmp_path, TINY + "rho: 1.5\n"))
+    with pytest.raises(resque.InvalidParameterError, match=r"scratch=False.*a_ref"):
+        load_profile(write_profile(tmp_path, TINY + "scratch: false\n"))
+
+
+@needs_fashion
+def test_task_images_are_disjoint_from_the_source_training_images(tmp_path):
+    from resque.study.experiments import study_data, task_images
+    from resque.cost.training import as_tensors
+
+    profile = load_profile(write_profile(tmp_path, TINY.replace("n_per_class: 20", "n_per_class: 40")))
+    source = as_tensors(study_data(profile, 0).original).images.flatten(1)
+    spec = resque.data.tasks.get_task("fashion_subset_0_4")  # keeps the pixels: images can be compared
+    task = as_tensors(task_images(profile, 0, spec, {}), "task").images.flatten(1)
+    assert len(task) == 5 * 40
+    same = (task[:, None, :] == source[None, :, :]).all(dim=2)
+    assert not same.any()

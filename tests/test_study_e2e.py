@@ -70,7 +70,7 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert list(summary.failed) == ["task-digits-seed0"]
     assert "stand-in failure of task digits" in summary.failed["task-digits-seed0"]
     assert results.failure("task-digits-seed0").exists() and results.notebook("task-digits-seed0").exists()
-    expected = ["source-seed0", "shift-gaussian_noise-0.04-seed0", "shift-gaussian_noise-0.1-seed0",
+    expected = ["source-seed0", "shift-gaussian_noise-0-seed0", "shift-gaussian_noise-0.1-seed0",
                 "shift-frost-0.3-seed0", "task-fashion_coarse4-seed0", "energy", "analysis"]
     assert summary.done == expected
     for run_id in expected[:5]:

@@ -25,7 +25,7 @@ from .records import RunRecord, provenance
 from .tracking import CostTracker
 from .training import TrainConfig, as_tensors, retrain_for_task, train
 
-__all__ = ["KINDS", "run_training", "retrain_shift", "retrain_task", "train_from_scratch"]
+__all__ = ["KINDS", "run_training", "retrain_shift", "retrain_task", "train_from_scratch", "cost_to_target"]
 
 KINDS = ("source", "shift", "task", "scratch")
 
@@ -129,6 +129,43 @@ def _row(stats, costs) -> dict:
     interval.pop("epoch")  # the tracker's 0-based interval index is the evaluation number
     interval["interval_steps"], interval["interval_samples"] = interval.pop("steps"), interval.pop("samples")
     return {**asdict(stats), **interval}
+
+
+#: Costs that add up over evaluation intervals (the rest are read at the stopping evaluation).
+_ADDITIVE = ("train_seconds", "eval_seconds", "cpu_seconds", "train_flops", "energy_kwh", "energy_estimated_kwh",
+             "carbon_kg")
+
+
+def cost_to_target(record: RunRecord, target: float) -> tuple[dict, bool]:
+    """What `record`'s run had cost when its validation accuracy first met `target`.
+
+    A run trained to its plateau passes its target on the way; this reads that
+    point off its evaluations: steps, samples and fractional epochs at the
+    first evaluation at or above `target`, time, FLOPs and energy summed over
+    the intervals up to it, gradient norm and parameter change as they were
+    there. Returns ``(totals, reached)``; when the run never met `target`,
+    the whole run's totals and False (a lower bound).
+    """
+    rows = record.evaluations
+    hit = next((i for i, row in enumerate(rows) if row.get("val_accuracy", -1.0) >= target), None)
+    totals = dict(record.totals)
+    if hit is None:
+        return totals, False
+    upto, at = rows[: hit + 1], rows[hit]
+    for key in _ADDITIVE:
+        values = [row.get(key) for row in upto]
+        totals[key] = None if any(v is None for v in values) else float(sum(values))
+    train_size = totals.get("train_size") or 1
+    totals.update(steps=at["steps"], samples=at["samples"], epochs=at["samples"] / train_size,
+                  evaluations=hit + 1, target_accuracy=float(target), final_val_accuracy=at["val_accuracy"],
+                  best_evaluation=hit, param_change_from_start=at.get("param_change_from_start"),
+                  layer_change_from_start=dict(at.get("layer_change_from_start") or {}))
+    norms = [row.get("grad_norm_last") for row in upto if row.get("grad_norm_last") is not None]
+    totals["grad_norm_last"] = norms[-1] if norms else None
+    steps = [(row.get("grad_norm_mean"), row.get("interval_steps", 0)) for row in upto]
+    counted = [(mean, n) for mean, n in steps if mean is not None and n]
+    totals["grad_norm_mean"] = (sum(m * n for m, n in counted) / sum(n for _, n in counted)) if counted else None
+    return totals, True
 
 
 def retrain_shift(model: nn.Module, shifted_train, val_data, config: TrainConfig | None = None, **options) -> RunRecord:

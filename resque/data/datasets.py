@@ -57,9 +57,14 @@ __all__ = [
     "check_available",
     "prepare_fashion_mnist",
     "to_model_input",
+    "NATIVE_CHANNELS",
 ]
 
 DATASETS = Registry("dataset")
+
+#: Channels each registered dataset has before any conversion (1: grey, 3: colour), known without loading it.
+NATIVE_CHANNELS = {"fashion_mnist": 1, "digits": 1, "mnist": 1, "kmnist": 1, "emnist": 1,
+                   "cifar10": 3, "cifar100": 3, "svhn": 3, "stl10": 3, "gtsrb": 3}
 
 #: Environment variable naming the data root when no ``root`` is passed.
 DATA_ROOT_ENV = "RESQUE_DATA"

@@ -341,8 +341,13 @@ _preset("fashion_permuted", TaskSpec("fashion_mnist", permutation_seed=0, descri
 _preset("fashion_inverted", TaskSpec("fashion_mnist", transform="invert", description="images 1 - x"))
 _preset("fashion_rotated90", TaskSpec("fashion_mnist", transform="rotate90",
                                       description="images turned 90 degrees counter-clockwise"))
+_preset("fashion_tops4", TaskSpec("fashion_mnist", classes=(0, 2, 4, 6),
+                                  description="T-shirt/top, Pullover, Coat, Shirt: the four most confused classes"))
+_preset("fashion_footwear3", TaskSpec("fashion_mnist", classes=(5, 7, 9), description="Sandal, Sneaker, Ankle boot"))
+_preset("fashion_rotated180", TaskSpec("fashion_mnist", transform="rotate180", description="images turned upside down"))
 _preset("digits", TaskSpec("digits", description="scikit-learn's 8x8 digits, 10 classes"))
 _preset("digits_subset_0_4", TaskSpec("digits", classes=(0, 1, 2, 3, 4), description="digits 0-4"))
+_preset("digits_inverted", TaskSpec("digits", transform="invert", description="digits, images 1 - x"))
 
 # Every other registered dataset is also a task as a whole (the paper's task changes:
 # CIFAR-10 -> CIFAR-100, SVHN, MNIST, ...).

@@ -8,7 +8,7 @@ The notebooks hold only parameters, calls and plots.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -18,12 +18,12 @@ from ..predictors.shift import dataset_pass, pair_embeddings, scores_from
 from ..predictors.transfer import task_scores
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..data.datasets import load_dataset
-from ..data.tasks import get_task, load_task
+from ..data.tasks import derive_task, get_task, load_task
 from ..index.dist import ClassSums, DistResult, fingerprint, load_fingerprint, model_digest, resque_dist
 from ..errors import DataError
 from ..models.zoo import default_layer, input_shape
-from ..cost.records import RunRecord
-from ..cost.runs import retrain_shift, retrain_task, train_from_scratch
+from ..cost.records import RunRecord, load_record
+from ..cost.runs import cost_to_target, retrain_shift, retrain_task, train_from_scratch
 from ..data.shifts import ShiftedDataset
 from ..data.splits import protocol_split, subsample_per_class, subset, validation_split
 from ..index.task import resque_task_variants
@@ -41,7 +41,21 @@ __all__ = [
     "TaskOutcome",
 ]
 
-VALIDATION_FRACTION = 0.1
+#: Validation holds at least this many images, or this share of the data when it is small (see validation_share).
+VALIDATION_IMAGES, VALIDATION_SHARE, VALIDATION_MAX_SHARE = 1000, 0.2, 0.5
+
+
+def validation_share(n_images: int) -> float:
+    """Share of `n_images` held out for validation: enough for 1,000 images, at least 20 %, at most half.
+
+    A validation accuracy near the target is compared with it to a point or
+    so; with 150 images its standard error is over 3 points, with 1,000 about
+    1.3 (book/method.md, "What retraining costs").
+
+    >>> validation_share(20_000), validation_share(3_000), validation_share(1_000)
+    (0.2, 0.3333333333333333, 0.5)
+    """
+    return min(VALIDATION_MAX_SHARE, max(VALIDATION_SHARE, VALIDATION_IMAGES / max(n_images, 1)))
 
 
 def _profile(profile: Profile | str) -> Profile:
@@ -85,7 +99,7 @@ def study_data(profile: Profile | str, seed: int) -> StudyData:
     test = _pick(test, None if profile.n_per_class is None else max(5, profile.n_per_class // 2), seed)
     split = protocol_split(train, seed=seed)
     original = subset(train, split.original)
-    fit, val = validation_split(original, VALIDATION_FRACTION, seed=seed)
+    fit, val = validation_split(original, validation_share(len(original)), seed=seed)
     return StudyData(
         original=original,
         original_fit=subset(original, fit),
@@ -133,6 +147,15 @@ def load_source(results_dir: str | os.PathLike, seed: int) -> tuple[nn.Module, C
             f"(resque study run runs it before the others)."
         )
     return load_checkpoint(results.source_model(seed)), load_fingerprint(results.source_fingerprint(seed))
+
+
+def source_accuracy(results_dir: str | os.PathLike, seed: int) -> float:
+    """``a_src``: the source model's clean validation accuracy, from its record (the weights it ended with)."""
+    record = load_record(ResultsDir(results_dir).record(make_run_id("source", seed=seed)), require_complete=True)
+    accuracy = record.totals.get("final_val_accuracy")
+    if accuracy is None:  # a record from before evaluations were recorded this way
+        accuracy = record.evaluations[-1]["val_accuracy"]
+    return float(accuracy)
 
 
 # --------------------------------------------------------------------------- shift
@@ -198,13 +221,16 @@ def run_shift(
     if profile.paired:
         estimators["cka"] = float(scores_from(pair_embeddings(on_clean, on_shifted, seed=seed), ("cka",))["cka"])
 
-    fit, val = validation_split(shifted_tensors.labels, VALIDATION_FRACTION, seed=seed)
+    fit, val = validation_split(shifted_tensors.labels, validation_share(len(shifted_tensors)), seed=seed)
     train_set = TensorData(shifted_tensors.images[fit], shifted_tensors.labels[fit])
     val_set = TensorData(shifted_tensors.images[val], shifted_tensors.labels[val])
     test_shifted = ShiftedDataset(data.test, shift, intensity, seed=seed + 10_000, progress=False)
-    config = profile.retrain_config(seed)
+    # "Get back to where you were": the target is rho x the source model's clean validation accuracy.
+    a_src = source_accuracy(results_dir, seed)
+    config = replace(profile.retrain_config(seed), target_accuracy=profile.rho * a_src)
     experiment = {"shift": shift, "intensity": float(intensity), "dataset": profile.dataset, "profile": profile.name,
-                  "source_model_digest": source_fingerprint.model_digest}
+                  "source_model_digest": source_fingerprint.model_digest, "a_src": a_src, "rho": profile.rho,
+                  "target_accuracy": config.target_accuracy}
     options = dict(energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
                    test_data=test_shifted, settings=profile.run_settings("shift", seed, shift=shift, intensity=intensity))
     scratch = None
@@ -228,6 +254,34 @@ def run_shift(
 
 
 # --------------------------------------------------------------------------- task
+
+
+def task_images(profile: Profile, seed: int, spec, options: dict):
+    """A task's training images, never ones the source model of `seed` trained on.
+
+    A task on the source's own dataset (a relabelling, a subset of classes,
+    inverted images) draws from the training split's images outside the
+    source's S0+S2 (the rest of the split when the profile subsamples, and
+    S1); other datasets are independent of the source. Subsampled to
+    ``n_per_class`` per task class with a seed of its own.
+    """
+    if spec.dataset != profile.dataset:
+        return _pick(load_task(spec, "train", **options), profile.n_per_class, seed)
+    base = load_dataset(spec.dataset, "train", **options)
+    used = source_training_indices(profile, seed, base)
+    unused = torch.ones(len(base), dtype=torch.bool)
+    unused[used] = False
+    pool = derive_task(subset(base, torch.nonzero(unused).flatten()), spec)
+    return _pick(pool, profile.n_per_class, seed + 7919)
+
+
+def source_training_indices(profile: Profile, seed: int, base) -> torch.Tensor:
+    """Indices into the full training split of the images the source model of `seed` trained on (S0+S2)."""
+    chosen = (torch.arange(len(base)) if profile.n_per_class is None
+              else subsample_per_class(base, profile.n_per_class, seed=seed, allow_fewer=True))
+    split = protocol_split(subset(base, chosen), seed=seed)
+    return chosen[torch.as_tensor(split.original)]
+
 
 
 @dataclass
@@ -257,7 +311,7 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
     channels, size, _ = input_shape(source)
     options = dict(image_size=size, channels=channels, download=profile.download)
     spec = get_task(task)
-    train = _pick(load_task(spec, "train", **options), profile.n_per_class, seed)
+    train = task_images(profile, seed, spec, options)
     test = _pick(load_task(spec, "test", **options), None if profile.n_per_class is None else max(5, profile.n_per_class // 2), seed)
     variants = resque_task_variants(source, train, default_layer(source), seed=seed, progress=progress)
     estimators = {"resque_task": float(variants[("mean", "centroids")])}
@@ -267,24 +321,33 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
     estimators.update(task_scores(source, train, default_layer(source), seed=seed, progress=progress))
 
     tensors = as_tensors(train, "task data")
-    fit, val = validation_split(tensors.labels, VALIDATION_FRACTION, seed=seed)
+    fit, val = validation_split(tensors.labels, validation_share(len(tensors)), seed=seed)
     train_set = TensorData(tensors.images[fit], tensors.labels[fit])
     val_set = TensorData(tensors.images[val], tensors.labels[val])
     num_classes = len(train.classes) if hasattr(train, "classes") else int(tensors.labels.max()) + 1
-    config = profile.retrain_config(seed)
     experiment = {"task": task, "task_dataset": spec.dataset, "num_classes": num_classes, "profile": profile.name,
-                  "source_model_digest": model_digest(source)}
+                  "source_model_digest": model_digest(source), "rho": profile.rho}
     run_options = dict(energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
                        test_data=test, settings=profile.run_settings("task", seed, task=task))
-    scratch = None
-    if profile.scratch:
-        kwargs = {**source.resque_config["kwargs"], "num_classes": num_classes}
-        _, scratch = train_from_scratch(
-            source.resque_config["name"], train_set, val_set, config, model_kwargs=kwargs,
-            run_id=scratch_run_id(run_id), experiment={**experiment, "yardstick_for": run_id}, **run_options,
-        )
-        scratch.save(results.record(scratch_run_id(run_id)))
-        experiment["scratch_run_id"] = scratch_run_id(run_id)
+    # The yardstick first, trained to its plateau: its best validation accuracy is a_ref, and its cost to
+    # rho x a_ref (read off its evaluations) is what reuse is compared with.
+    kwargs = {**source.resque_config["kwargs"], "num_classes": num_classes}
+    _, scratch = train_from_scratch(
+        source.resque_config["name"], train_set, val_set, replace(profile.retrain_config(seed), target_accuracy=None),
+        model_kwargs=kwargs, run_id=scratch_run_id(run_id), experiment={**experiment, "yardstick_for": run_id},
+        **run_options,
+    )
+    a_ref = max(row["val_accuracy"] for row in scratch.evaluations)
+    target = profile.rho * a_ref
+    plateau = {key: scratch.totals.get(key) for key in ("epochs", "steps", "samples", "evaluations",
+                                                        "train_seconds", "energy_kwh", "final_val_accuracy")}
+    scratch.totals, _ = cost_to_target(scratch, target)  # always met: a_ref is its best accuracy and rho <= 1
+    scratch.totals["plateau"] = {**plateau, "stop_reason": scratch.stop_reason}
+    scratch.stop_reason = "reached"
+    scratch.experiment.update(a_ref=a_ref, target_accuracy=target)
+    scratch.save(results.record(scratch_run_id(run_id)))
+    experiment.update(scratch_run_id=scratch_run_id(run_id), a_ref=a_ref, target_accuracy=target)
+    config = replace(profile.retrain_config(seed), target_accuracy=target)
     record = retrain_task(source, train_set, val_set, num_classes, config, run_id=run_id,
                           experiment=experiment, estimators=estimators, **run_options)
     record.save(results.record(run_id))

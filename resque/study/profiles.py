@@ -26,7 +26,7 @@ PROFILE_DIR = Path(__file__).with_name("profiles")
 
 #: Version of what :meth:`Profile.run_settings` records; bump it when a change of code
 #: makes old records incomparable with new ones even under the same profile.
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2  # 2: checks before any update and within epochs, relative targets, larger validation
 
 #: Experiment kind -> template notebook (file name under notebooks/).
 NOTEBOOKS = {
@@ -61,8 +61,14 @@ class Profile:
         Shift family -> intensities.
     tasks : list of str
         Derived-task preset names (:func:`resque.list_tasks`).
+    rho : float
+        Relative target: a shift run retrains to ``rho * a_src`` (the source
+        model's clean validation accuracy), a task run to ``rho * a_ref`` (the
+        best validation accuracy of the from-scratch yardstick, trained to its
+        plateau). Any ``target_accuracy`` under ``retrain`` is replaced by these.
     scratch : bool
         Also train a fresh model on each experiment's data (the yardstick).
+        Task runs need it (it gives ``a_ref``).
     paired : bool
         Also compute RESQUE_dist in paired mode (same images clean and shifted).
     energy : bool
@@ -84,6 +90,7 @@ class Profile:
     retrain: dict[str, Any] = field(default_factory=dict)
     shifts: dict[str, list[float]] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=list)
+    rho: float = 0.98
     scratch: bool = True
     paired: bool = True
     energy: bool = True
@@ -120,6 +127,12 @@ class Profile:
         # below 20 a class has no image left for the 10 % validation split of S1+S2
         if self.n_per_class is not None and (not isinstance(self.n_per_class, int) or self.n_per_class < 20):
             raise InvalidParameterError("n_per_class", self.n_per_class, "an integer >= 20, or null for all images")
+        if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not 0.0 < self.rho <= 1.0:
+            raise InvalidParameterError("rho", self.rho, "a fraction in (0, 1], e.g. 0.98",
+                                        "Targets are rho x the accuracy the model had (a_src) or can reach (a_ref).")
+        if self.tasks and not self.scratch:
+            raise InvalidParameterError("scratch", self.scratch, [True],
+                                        "Task runs retrain to rho x a_ref, which the from-scratch yardstick gives.")
         self.source_config(0)
         self.retrain_config(0)
 
@@ -162,7 +175,8 @@ class Profile:
         }
         if kind == "source":
             return settings
-        settings.update({"retrain": dataclasses.asdict(self.retrain_config(seed)), "scratch": self.scratch})
+        settings.update({"retrain": dataclasses.asdict(self.retrain_config(seed)), "scratch": self.scratch,
+                         "rho": self.rho})
         if kind == "shift":
             settings.update({"shift": shift, "intensity": float(intensity), "paired": self.paired})
         elif kind == "task":
@@ -170,6 +184,56 @@ class Profile:
         else:
             raise InvalidParameterError("kind", kind, ["source", "shift", "task"])
         return settings
+
+    def duplicate_shifts(self) -> dict[tuple[str, float], tuple[str, float]]:
+        """Shift experiments whose data would repeat another's, found by content: ``(family, intensity) -> kept``.
+
+        Each family at each intensity is applied to the same probe images
+        (random, of the profile's input shape and the dataset's channels) with the same seed;
+        when two give identical images, only the first in profile order is run.
+        This catches families that coincide on this data (impulse noise and
+        salt-and-pepper on grey images) and the intensity-0 controls, which are
+        the clean data in every family: one control per seed is run, under the
+        first family that lists intensity 0.
+        """
+        if getattr(self, "_duplicates", None) is None:
+            import hashlib
+
+            from ..data.shifts import apply_shift
+
+            probe = _probe_images(self)
+            seen: dict[str, tuple[str, float]] = {}
+            duplicates = {}
+            for family, intensities in self.shifts.items():
+                for intensity in intensities:
+                    shifted = apply_shift(probe, family, float(intensity), seed=0)
+                    digest = hashlib.sha256(shifted.contiguous().numpy().tobytes()).hexdigest()
+                    if digest in seen:
+                        duplicates[(family, float(intensity))] = seen[digest]
+                    else:
+                        seen[digest] = (family, float(intensity))
+            object.__setattr__(self, "_duplicates", duplicates)
+        return dict(self._duplicates)
+
+    def describe_duplicates(self) -> list[str]:
+        """One line per shift experiment left out by :meth:`duplicate_shifts`, saying why."""
+        duplicates = self.duplicate_shifts()
+        lines, controls = [], [family for (family, intensity) in duplicates if intensity == 0]
+        if controls:
+            kept = duplicates[(controls[0], 0.0)][0]
+            lines.append(f"intensity 0 is the clean data in every family: one control per seed, run as {kept} at 0 "
+                         f"(left out for {', '.join(controls)})")
+        by_family: dict[str, list[tuple[float, tuple[str, float]]]] = {}
+        for (family, intensity), kept in duplicates.items():
+            if intensity != 0:
+                by_family.setdefault(family, []).append((intensity, kept))
+        for family, pairs in by_family.items():
+            same = {kept for _, (kept, _) in pairs}
+            every = len(pairs) == sum(1 for i in self.shifts[family] if float(i) != 0)
+            at = "every intensity" if every else "intensities " + ", ".join(format_intensity(i) for i, _ in pairs)
+            lines.append(f"{family} gives the same images as {' / '.join(sorted(same))} at {at} on "
+                         f"{self.dataset}'s {_colour(self)} images: counted once ({family} left out there)")
+        return lines
 
     def source_config(self, seed: int) -> TrainConfig:
         return from_dict(TrainConfig, {**self.source, "seed": seed}, name="source")
@@ -261,15 +325,20 @@ def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -
     """All experiments of `profile`, in the order they must run.
 
     Source models come first (one per seed), then every shift x intensity x
-    seed and task x seed, then the energy page, then the analysis.
+    seed and task x seed, then the energy page, then the analysis. Shift
+    experiments whose data repeat an earlier one's are left out
+    (:meth:`Profile.duplicate_shifts`).
     """
     common = {"profile": str(profile_ref), "results_dir": str(results_dir)}
     experiments = [
         Experiment(run_id("source", seed=seed), "source", {**common, "seed": seed}) for seed in profile.seeds
     ]
+    duplicates = profile.duplicate_shifts() if profile.shifts else {}
     for seed in profile.seeds:
         for family, intensities in profile.shifts.items():
             for intensity in intensities:
+                if (family, float(intensity)) in duplicates:
+                    continue  # the same data as an earlier experiment (Profile.duplicate_shifts)
                 experiments.append(Experiment(
                     run_id("shift", seed=seed, shift=family, intensity=intensity), "shift",
                     {**common, "seed": seed, "shift": family, "intensity": float(intensity)},
@@ -280,6 +349,23 @@ def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -
     for summary in SUMMARY_IDS:
         experiments.append(Experiment(run_id(summary), summary, {**common, "seed": profile.seeds[0]}))
     return experiments
+
+
+def _colour(profile: Profile) -> str:
+    from ..data.datasets import NATIVE_CHANNELS
+
+    return "grey" if (profile.channels or NATIVE_CHANNELS.get(profile.dataset, 3)) == 1 else "colour"
+
+
+def _probe_images(profile: Profile):
+    """Random images of the profile's input shape for :meth:`Profile.duplicate_shifts` (seeded, no data loaded)."""
+    import torch
+
+    from ..data.datasets import NATIVE_CHANNELS
+
+    channels = profile.channels or NATIVE_CHANNELS.get(profile.dataset, 3)
+    size = profile.image_size or 28
+    return torch.rand(16, channels, size, size, generator=torch.Generator().manual_seed(0))
 
 
 def _refuse_duplicates(name: str, values, key, why: str) -> None:

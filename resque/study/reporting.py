@@ -107,10 +107,14 @@ def describe_stop(record: RunRecord) -> str:
     'The run **reached** its target validation accuracy of 0.500 after 0.25 epochs, 2 checks (last: 0.600).'
     """
     config = record.config
-    target = config.get("target_accuracy")
+    # a relative target is set per run (rho x a_src or a_ref): the record's totals or experiment hold it
+    target = next((value for value in (record.totals.get("target_accuracy"), record.experiment.get("target_accuracy"),
+                                       config.get("target_accuracy")) if value is not None), None)
     accuracies = [e.get("val_accuracy") for e in record.evaluations if e.get("val_accuracy") is not None]
     epochs = record.totals.get("epochs", len(record.evaluations))
-    checks = len(accuracies)
+    # a yardstick trained past its target to its plateau: its costs (and this sentence) stop at the target
+    checks = min(int(record.totals.get("evaluations") or len(accuracies)), len(accuracies))
+    accuracies = accuracies[:checks]
     epoch_word = ("epoch" if epochs == 1 else "epochs") + f", {checks} check{'' if checks == 1 else 's'}"
     last = f"{accuracies[-1]:.3f}" if accuracies else "n/a"
     target_text = f"{target:.3f}" if target is not None else "(unknown)"

@@ -620,6 +620,8 @@ def run_study(
         _check_kernel(kernel_name)  # on a cluster, the workers' kernels are what counts
     states = plan.states()
     check_settings(states, plan.results, rerun_changed=rerun_changed)
+    for line in plan.profile.describe_duplicates():
+        print(f"note: {line}", file=sys.stderr)
 
     from tqdm.auto import tqdm
 

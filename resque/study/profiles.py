@@ -196,24 +196,22 @@ class Profile:
         the clean data in every family: one control per seed is run, under the
         first family that lists intensity 0.
         """
-        if getattr(self, "_duplicates", None) is None:
-            import hashlib
+        import hashlib
 
-            from ..data.shifts import apply_shift
+        from ..data.shifts import apply_shift
 
-            probe = _probe_images(self)
-            seen: dict[str, tuple[str, float]] = {}
-            duplicates = {}
-            for family, intensities in self.shifts.items():
-                for intensity in intensities:
-                    shifted = apply_shift(probe, family, float(intensity), seed=0)
-                    digest = hashlib.sha256(shifted.contiguous().numpy().tobytes()).hexdigest()
-                    if digest in seen:
-                        duplicates[(family, float(intensity))] = seen[digest]
-                    else:
-                        seen[digest] = (family, float(intensity))
-            object.__setattr__(self, "_duplicates", duplicates)
-        return dict(self._duplicates)
+        probe = _probe_images(self)
+        seen: dict[str, tuple[str, float]] = {}
+        duplicates = {}
+        for family, intensities in self.shifts.items():
+            for intensity in intensities:
+                shifted = apply_shift(probe, family, float(intensity), seed=0)
+                digest = hashlib.sha256(shifted.contiguous().numpy().tobytes()).hexdigest()
+                if digest in seen:
+                    duplicates[(family, float(intensity))] = seen[digest]
+                else:
+                    seen[digest] = (family, float(intensity))
+        return duplicates
 
     def describe_duplicates(self) -> list[str]:
         """One line per shift experiment left out by :meth:`duplicate_shifts`, saying why."""

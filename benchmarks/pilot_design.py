@@ -14,7 +14,7 @@ import argparse
 import time
 
 from resque.study.design import meets_spread, spread
-from resque.study.experiments import run_shift, run_source, run_task
+from resque.study.experiments import run_shift_grid, run_source, run_task
 from resque.study.profiles import expand, load_profile
 from resque.study.results import ResultsDir
 
@@ -33,21 +33,24 @@ def main() -> None:
     start = time.perf_counter()
     for experiment in expand(profile, args.profile, args.results):
         p = experiment.parameters
-        if results.complete(experiment.run_id) or experiment.kind in ("energy", "analysis"):
+        if experiment.kind in ("energy", "analysis") or all(results.complete(r) for r, _ in experiment.runs()):
             continue
         if experiment.kind == "task" and args.no_tasks:
             continue
         began = time.perf_counter()
         if experiment.kind == "source":
-            record = run_source(profile, p["seed"], args.results, progress=False)
+            records = [run_source(profile, p["seed"], args.results, progress=False)]
         elif experiment.kind == "shift":
-            record = run_shift(profile, p["seed"], p["shift"], p["intensity"], args.results, progress=False).record
+            records = [o.record for o in run_shift_grid(profile, p["seed"], p["shift"], p["intensities"], args.results,
+                                                        progress=False)]
         else:
-            record = run_task(profile, p["seed"], p["task"], args.results, progress=False).record
-        t = record.totals
-        print(f"{experiment.run_id:40s} {record.stop_reason:9s} epochs {t['epochs']:6.2f} "
-              f"val {t['final_val_accuracy']:.3f} target {record.experiment.get('target_accuracy') or 0:.3f} "
-              f"({time.perf_counter() - began:.1f} s)", flush=True)
+            records = [run_task(profile, p["seed"], p["task"], args.results, progress=False).record]
+        for record in records:
+            t = record.totals
+            print(f"{record.run_id:40s} {record.stop_reason:9s} epochs {t['epochs']:6.2f} "
+                  f"val {t['final_val_accuracy']:.3f} target {record.experiment.get('target_accuracy') or 0:.3f}",
+                  flush=True)
+        print(f"  {experiment.run_id}: {time.perf_counter() - began:.1f} s", flush=True)
     table = spread(args.results)
     print(table.round(2).to_string())
     ok, problems = meets_spread(table)

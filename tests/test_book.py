@@ -38,10 +38,9 @@ PNG = base64.b64decode(
 # run_id -> (the template's title, the parameters papermill injected besides profile and seed)
 RUNS = {
     "source-seed0": ("Source model: training on clean data", {}),
-    "shift-gaussian_noise-0.04-seed0": ("Distribution shift: score, then retrain",
-                                        {"shift": "gaussian_noise", "intensity": 0.04}),
-    "shift-gaussian_noise-0.1-seed0": ("Distribution shift: score, then retrain",
-                                       {"shift": "gaussian_noise", "intensity": 0.1}),
+    # a family's grid on one page (a record per intensity); frost as an older study wrote it, a page per run
+    "shift-gaussian_noise-seed0": ("Distribution shift: score, then retrain",
+                                   {"shift": "gaussian_noise", "intensities": [0.04, 0.1]}),
     "shift-frost-0.3-seed0": ("Distribution shift: score, then retrain", {"shift": "frost", "intensity": 0.3}),
     "task-fashion_coarse4-seed0": ("Task change: score, then retrain", {"task": "fashion_coarse4"}),
     "energy": ("Energy and carbon", {}),
@@ -94,9 +93,9 @@ def synthetic_results(root: Path, *, runs=RUNS, headline: bool = True) -> Path:
     ]
     for record in records:
         record.save(root / "records" / f"{record.run_id}.json")
-    # A failed run: its notebook exists, its record does not, a note says why.
+    # A failed page: its notebook exists, its first intensity's record too, not its second; a note says why.
     (root / "failed").mkdir()
-    (root / "failed" / "shift-gaussian_noise-0.1-seed0.json").write_text(json.dumps({"error": "boom"}))
+    (root / "failed" / "shift-gaussian_noise-seed0.json").write_text(json.dumps({"error": "boom"}))
     return root
 
 
@@ -154,7 +153,12 @@ def test_assemble_writes_every_page(tmp_path):
     shifts = (generated / "shifts.md").read_text()
     assert "## Gaussian noise" in shifts and "## Frost" in shifts
     # Every run of a template shares its title: the book's copy names the run.
-    assert "[0.04](shifts/shift-gaussian_noise-0.04-seed0.ipynb)" in shifts
+    assert "[0.04](shifts/shift-gaussian_noise-seed0.ipynb)" in shifts  # each intensity links to its page
+    rows = {line.split("|")[1].strip(): line for line in shifts.splitlines() if "shift-gaussian_noise-seed0" in line}
+    assert "reached" in rows["[0.04](shifts/shift-gaussian_noise-seed0.ipynb)"]  # done before the page failed
+    assert "**failed**" in rows["[0.1](shifts/shift-gaussian_noise-seed0.ipynb)"]
+    page = nbformat.read(generated / "shifts" / "shift-gaussian_noise-seed0.ipynb", as_version=4)
+    assert page.cells[0].source.startswith("# Gaussian noise, seed 0\n")
     assert "[Source model, seed 0](sources/source-seed0.ipynb)" in (generated / "sources.md").read_text()
     copy = nbformat.read(generated / "shifts" / "shift-frost-0.3-seed0.ipynb", as_version=4)
     assert copy.cells[0].source.startswith("# Frost at 0.3, seed 0\n\n*Distribution shift: score, then retrain*")
@@ -163,7 +167,7 @@ def test_assemble_writes_every_page(tmp_path):
     assert "**failed**" in shifts
     assert (generated / "figures" / "headline.png").read_bytes() == PNG
     timings = (generated / "timings.inc.md").read_text()
-    assert "profile `smoke`" in timings and "**88 s**" in timings  # 7 notebooks x 12.5 s of papermill duration
+    assert "profile `smoke`" in timings and "**75 s**" in timings  # 6 notebooks x 12.5 s of papermill duration
 
 
 def test_assemble_without_analysis_writes_placeholders(tmp_path):
@@ -226,7 +230,8 @@ def test_strict_build_of_a_synthetic_study(tmp_path):
         assert (html / f"{page}.html").is_file(), page
     assert broken_local_links(html) == []
     # Titles come from the notebooks, the figures are in, MathJax is local, templates are not rendered.
-    assert "Gaussian noise at 0.04, seed 0" in (html / "book/_generated/shifts/shift-gaussian_noise-0.04-seed0.html").read_text()
+    assert "Gaussian noise, seed 0" in (html / "book/_generated/shifts/shift-gaussian_noise-seed0.html").read_text()
+    assert "Frost at 0.3, seed 0" in (html / "book/_generated/shifts/shift-frost-0.3-seed0.html").read_text()
     assert "headline.png" in (html / "book/intro.html").read_text()
     assert re.search(r'src="[./]*_static/mathjax/tex-mml-chtml.js', (html / "book/method.html").read_text())
     assert not (html / "notebooks").exists() and not (html / "results").exists()

@@ -11,7 +11,7 @@ from resque.study.results import ResultsDir, format_intensity, parse_run_id, run
 @pytest.mark.parametrize("name", [
     "source-seed0", "shift-gaussian_noise-0.08-seed2", "shift-salt_and_pepper-1e-05-seed3", "shift-frost-1-seed10",
     "task-fashion_coarse4-seed1", "scratch-shift-frost-0.3-seed0", "scratch-task-digits_even_odd-seed4",
-    "energy", "analysis",
+    "energy", "analysis", "shift-gaussian_noise-seed2",
 ])
 def test_run_ids_read_back_to_themselves(name):
     assert parse_run_id(name).run_id == name
@@ -24,9 +24,12 @@ def test_run_id_parts():
     assert scratch.kind == "scratch" and scratch.of.task == "fashion_coarse4" and scratch.of.seed == 1
     assert run_id("shift", seed=0, shift="frost", intensity=0.30000001) == "shift-frost-0.3-seed0"
     assert format_intensity(0.1) == format_intensity(0.1000001)  # the rounding a profile check must use
+    page = parse_run_id("shift-frost-seed4")  # the page of a family's grid: no intensity
+    assert (page.kind, page.shift, page.intensity, page.seed) == ("shift", "frost", None, 4)
+    assert run_id("shift", seed=4, shift="frost") == "shift-frost-seed4"
 
 
-@pytest.mark.parametrize("bad", ["shift-frost-seed0", "foo", "task--seed1", "source-seedx", "shift-frost-abc-seed0", 3])
+@pytest.mark.parametrize("bad", ["shift--seed0", "foo", "task--seed1", "source-seedx", "shift-frost-abc-seed0", 3])
 def test_malformed_run_ids_are_refused_with_the_forms(bad):
     with pytest.raises(InvalidParameterError, match="shift-<family>-<intensity>-seed<k>"):
         parse_run_id(bad)
@@ -36,6 +39,20 @@ def test_every_experiment_of_every_profile_has_a_parsable_id():
     for name in ("smoke", "quick", "full"):
         for experiment in expand(load_profile(name), name, "results"):
             assert parse_run_id(experiment.run_id).kind == experiment.kind
+            for each_id, parameters in experiment.runs():  # and so has each record it writes
+                name_ = parse_run_id(each_id)
+                assert name_.kind == experiment.kind and name_.seed == parameters["seed"]
+                assert name_.intensity == parameters.get("intensity")
+
+
+def test_a_shift_page_runs_its_family_grid_without_the_duplicates():
+    profile = load_profile("quick")
+    pages = {e.run_id: e for e in expand(profile, "quick", "results") if e.kind == "shift"}
+    assert len(pages) == len(profile.seeds) * len(profile.shifts)  # one page per family and seed
+    gaussian, shot = pages["shift-gaussian_noise-seed0"], pages["shift-shot_noise-seed0"]
+    assert gaussian.parameters["intensities"] == [float(i) for i in profile.shifts["gaussian_noise"]]
+    assert 0.0 not in shot.parameters["intensities"]  # the control runs once per seed, in the first family
+    assert [p["intensity"] for _, p in shot.runs()] == shot.parameters["intensities"]
 
 
 def test_a_corrupt_record_is_named_never_dropped(tmp_path):

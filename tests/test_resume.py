@@ -34,8 +34,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 SMOKE = PROFILE_DIR / "smoke.yaml"
-RUN_IDS = ["source-seed0", "shift-gaussian_noise-0-seed0", "shift-gaussian_noise-0.1-seed0",
-           "shift-frost-0.3-seed0", "task-fashion_coarse4-seed0"]
+#: The experiments with a record of their own; a shift family's page writes one per intensity.
+RUN_IDS = ["source-seed0", "shift-gaussian_noise-seed0", "shift-frost-seed0", "task-fashion_coarse4-seed0"]
 #: Values that move with the machine's load, not with the computation.
 UNSTABLE = ("seconds", "energy", "carbon", "kwh", "_kg", "per_second", "time")
 
@@ -76,7 +76,7 @@ def assert_same_study(results: Path, reference: Path) -> None:
 def reference(tmp_path_factory) -> Path:
     results = tmp_path_factory.mktemp("reference") / "results"
     summary = run_study("smoke", results, progress=False)
-    assert summary.ok and len(summary.done) == 7
+    assert summary.ok and len(summary.done) == 6
     return results
 
 
@@ -99,10 +99,10 @@ def test_an_edited_profile_is_refused_not_mixed(reference, tmp_path):
     assert "--results" in message and "--rerun-changed" in message
     assert set(refused.value.changed) == set(RUN_IDS[1:])  # the source model's settings did not change
     states = {e.run_id: s.status for e, s in plan_study(edited, results)[2]}
-    assert states["source-seed0"] == "done" and states["shift-frost-0.3-seed0"] == "changed"
+    assert states["source-seed0"] == "done" and states["shift-frost-seed0"] == "changed"
 
     again = run_study(edited, results, only="shift-frost-*", rerun_changed=True, progress=False)
-    assert again.done == ["shift-frost-0.3-seed0"]
+    assert again.done == ["shift-frost-seed0"]
     record = resque.load_record(ResultsDir(results).record("shift-frost-0.3-seed0"))
     a_src = record.experiment["a_src"]
     assert record.config["target_accuracy"] == pytest.approx(0.9 * a_src) and record.settings["retrain"]["max_epochs"] == 3
@@ -110,17 +110,17 @@ def test_an_edited_profile_is_refused_not_mixed(reference, tmp_path):
 
 def test_a_cut_off_notebook_makes_its_experiment_run_again(reference, tmp_path):
     results = ResultsDir(copy_of(reference, tmp_path))
-    path = results.notebook("shift-frost-0.3-seed0")
+    path = results.notebook("shift-frost-seed0")
     notebook = json.loads(path.read_text())
     notebook["metadata"]["papermill"]["end_time"] = None  # as papermill leaves it when killed
     notebook["cells"][-1]["metadata"]["papermill"]["status"] = "pending"
     path.write_text(json.dumps(notebook))
     states = {e.run_id: s for e, s in plan_study("smoke", results.root)[2]}
-    assert states["shift-frost-0.3-seed0"].status == "to run" and "cut off" in states["shift-frost-0.3-seed0"].reason
+    assert states["shift-frost-seed0"].status == "to run" and "cut off" in states["shift-frost-seed0"].reason
 
     summary = run_study("smoke", results.root, progress=False)
-    assert summary.done == ["shift-frost-0.3-seed0", "energy", "analysis"]
-    assert any("cut off" in o.reason for o in summary.outcomes if o.run_id == "shift-frost-0.3-seed0")
+    assert summary.done == ["shift-frost-seed0", "energy", "analysis"]
+    assert any("cut off" in o.reason for o in summary.outcomes if o.run_id == "shift-frost-seed0")
     assert_same_study(results.root, reference)
 
 
@@ -132,13 +132,28 @@ def test_a_broken_yardstick_record_is_named_and_rebuilt(reference, tmp_path, dam
         scratch.write_text(scratch.read_text()[:100])
     else:
         scratch.unlink()
-    state = {e.run_id: s for e, s in plan_study("smoke", results.root)[2]}["shift-gaussian_noise-0.1-seed0"]
-    assert state.status == "to run" and "scratch-shift-gaussian_noise-0.1-seed0.json" in state.reason
+    state = {e.run_id: s for e, s in plan_study("smoke", results.root)[2]}["shift-gaussian_noise-seed0"]
+    assert state.status == "to run" and state.reason.startswith("shift-gaussian_noise-0.1-seed0: ")
+    assert "scratch-shift-gaussian_noise-0.1-seed0.json" in state.reason
 
     summary = run_study("smoke", results.root, progress=False)
-    assert summary.done == ["shift-gaussian_noise-0.1-seed0", "energy", "analysis"]
+    assert summary.done == ["shift-gaussian_noise-seed0", "energy", "analysis"]
     assert_same_study(results.root, reference)
     assert results.read_records().unreadable == {}
+
+
+def test_a_run_of_a_grid_is_the_run_alone(reference, tmp_path):
+    """An intensity run on its family's page (after another) gives the record it gives run by itself."""
+    from resque.study.experiments import run_shift
+
+    results = copy_of(reference, tmp_path)
+    alone = results / "records" / "shift-gaussian_noise-0.1-seed0.json"
+    alone.unlink()
+    run_shift("smoke", 0, "gaussian_noise", 0.1, results, progress=False)
+    got, expected = deterministic_values(alone), deterministic_values(reference / "records" / alone.name)
+    differ = {k: (v, expected.get(k)) for k, v in got.items() if v != expected.get(k)
+              and not (isinstance(v, float) and math.isnan(v) and math.isnan(expected.get(k, 0.0)))}
+    assert differ == {} and set(got) == set(expected)
 
 
 def _kill_everything(process: subprocess.Popen) -> None:

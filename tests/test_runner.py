@@ -37,12 +37,14 @@ tasks: [fashion_coarse4]
 """
 RUN_IDS = [
     "source-seed0",
-    "shift-gaussian_noise-0.1-seed0",
-    "shift-gaussian_noise-0.2-seed0",
+    "shift-gaussian_noise-seed0",  # the family's page: one notebook, one record per intensity
     "task-fashion_coarse4-seed0",
     "energy",
     "analysis",
 ]
+#: The records the experiments write.
+RECORD_IDS = ["source-seed0", "shift-gaussian_noise-0.1-seed0", "shift-gaussian_noise-0.2-seed0",
+              "task-fashion_coarse4-seed0"]
 
 HELPERS = """\
 import json, pathlib
@@ -51,10 +53,11 @@ results.mkdir(parents=True, exist_ok=True)
 with open(results / "order.log", "a") as log:
     log.write(RUN_ID + "\\n")
 
-def save_record(kind):
+def save_record(kind, run_id=None, **own):
     # What a real experiment leaves: its record with the profile's settings, and what it owns.
     from resque.study.profiles import load_profile
-    own = {k: globals()[k] for k in ("shift", "intensity", "task") if k in globals()}
+    RUN_ID = run_id or globals()["RUN_ID"]
+    own.update({k: globals()[k] for k in ("shift", "task") if k in globals()})
     settings = load_profile(profile).run_settings(kind, seed, **own)
     records = results / "records"
     records.mkdir(parents=True, exist_ok=True)
@@ -93,12 +96,13 @@ def write_templates(folder: Path, *, shift_fails_at: float | None = None, source
     source_fail = "raise ValueError('stand-in source failure')\n" if source_fails else ""
     shift_fail = ""
     if shift_fails_at is not None:
-        shift_fail = (f"if intensity == {shift_fails_at}:\n"
-                      "    raise ValueError(f'stand-in failure at intensity {intensity}')\n")
+        shift_fail = (f"    if intensity == {shift_fails_at}:\n"
+                      "        raise ValueError(f'stand-in failure at intensity {intensity}')\n")
     templates = {
         "source": ("", 'RUN_ID = f"source-seed{seed}"\n', source_fail + "save_record('source')"),
-        "shift": ('shift = ""\nintensity = 0.0\n', 'RUN_ID = f"shift-{shift}-{intensity:g}-seed{seed}"\n',
-                  "need_source()\n" + shift_fail + "save_record('shift')"),
+        "shift": ('shift = ""\nintensities = []\n', 'RUN_ID = f"shift-{shift}-seed{seed}"\n',
+                  "need_source()\nfor intensity in intensities:\n" + shift_fail
+                  + "    save_record('shift', f'shift-{shift}-{intensity:g}-seed{seed}', intensity=intensity)"),
         "task": ('task = ""\n', 'RUN_ID = f"task-{task}-seed{seed}"\n', "need_source()\nsave_record('task')"),
         "energy": ("", 'RUN_ID = "energy"\n', "print('energy page')"),
         "analysis": ("", 'RUN_ID = "analysis"\n', "print(sorted(p.name for p in results.glob('records/*.json')))"),
@@ -147,7 +151,7 @@ def test_run_executes_every_experiment_in_order(first_run):
     for run_id in RUN_IDS:
         executed = nbformat.read(layout.notebook(run_id), as_version=4)
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
-    for run_id in RUN_IDS[:4]:
+    for run_id in RECORD_IDS:
         assert load_record(layout.record(run_id), require_complete=True).run_id == run_id
     assert not (results / "failed").exists()
     assert summary.seconds > 0
@@ -158,20 +162,20 @@ def test_second_run_executes_nothing(first_run, profile_yaml, templates, capsys)
     summary = run_study(profile_yaml, results, notebooks_dir=templates, progress=False)
     assert summary.done == [] and summary.skipped == RUN_IDS and summary.ok
     assert executed_order(results) == RUN_IDS  # no notebook appended to the log
-    assert "0 done, 6 skipped, 0 failed" in capsys.readouterr().out
+    assert "0 done, 5 skipped, 0 failed" in capsys.readouterr().out
 
 
 def test_failure_is_recorded_the_rest_complete_and_a_fixed_rerun_clears_it(profile_yaml, tmp_path, monkeypatch, capsys):
     failing = write_templates(tmp_path / "failing", shift_fails_at=0.2)
     results = tmp_path / "results"
-    bad = "shift-gaussian_noise-0.2-seed0"
+    bad, bad_record = "shift-gaussian_noise-seed0", "shift-gaussian_noise-0.2-seed0"
     monkeypatch.setenv("RESQUE_NOTEBOOKS", str(failing))
 
     code = main(["study", "run", "--profile", str(profile_yaml), "--results", str(results), "--no-progress"])
 
     out = capsys.readouterr().out
     assert code == 1
-    assert "5 done, 0 skipped, 1 failed" in out
+    assert "4 done, 0 skipped, 1 failed" in out
     assert f"FAILED {bad}: ValueError: stand-in failure at intensity 0.2" in out
     layout = ResultsDir(results)
     failure = json.loads(layout.failure(bad).read_text())
@@ -180,8 +184,8 @@ def test_failure_is_recorded_the_rest_complete_and_a_fixed_rerun_clears_it(profi
     assert failure["notebook"] == str(layout.notebook(bad))
     executed = nbformat.read(layout.notebook(bad), as_version=4)  # kept, with the error in it
     assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
-    assert not layout.complete(bad)
-    assert all(layout.complete(r) for r in RUN_IDS[:4] if r != bad)
+    assert not layout.complete(bad_record)
+    assert all(layout.complete(r) for r in RECORD_IDS if r != bad_record)  # 0.1, before the failure, is kept
 
     fixed = write_templates(tmp_path / "fixed")
     summary = run_study(profile_yaml, results, notebooks_dir=fixed, progress=False)
@@ -194,7 +198,7 @@ def test_failed_source_blocks_its_shifts_and_tasks(profile_yaml, tmp_path):
     summary = run_study(profile_yaml, tmp_path / "results", notebooks_dir=broken, progress=False)
     assert not summary.ok
     assert list(summary.failed) == ["source-seed0"]
-    assert summary.blocked == RUN_IDS[1:4]
+    assert summary.blocked == RUN_IDS[1:3]
     assert summary.done == ["energy", "analysis"]
     assert executed_order(tmp_path / "results") == ["source-seed0", "energy", "analysis"]
 
@@ -217,7 +221,7 @@ def test_dask_executor_runs_the_same_grid_and_returns_failures(profile_yaml, tmp
     distributed = pytest.importorskip("distributed")
     failing = write_templates(tmp_path / "failing", shift_fails_at=0.2)
     results = tmp_path / "results"
-    bad = "shift-gaussian_noise-0.2-seed0"
+    bad = "shift-gaussian_noise-seed0"
     cluster_options = dict(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
     with distributed.LocalCluster(**cluster_options) as cluster:
         scheduler = cluster.scheduler_address if by_address else cluster
@@ -239,16 +243,16 @@ def test_cli_plan_prints_the_experiments_without_running(profile_yaml, first_run
     assert main(["study", "plan", "--profile", str(profile_yaml), "--results", str(results)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert "6 experiments" in lines[0]
+    assert "5 experiments" in lines[0]
     assert [line.split()[1] for line in lines[1:]] == RUN_IDS
-    assert "shift.ipynb" in lines[2] and "done" in lines[2] and "intensity=0.1" in lines[2]
+    assert "shift.ipynb" in lines[2] and "done" in lines[2] and "intensities=[0.1, 0.2]" in lines[2]
 
 
 def test_cli_plan_of_fresh_results_says_to_run(profile_yaml, tmp_path, capsys):
     assert main(["study", "plan", "--profile", str(profile_yaml), "--results", str(tmp_path / "r"),
                  "--only", "shift-*"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in lines[1:]] == RUN_IDS[1:3]
+    assert [line.split()[1] for line in lines[1:]] == RUN_IDS[1:2]
     assert all("to run" in line for line in lines[1:])
     assert not (tmp_path / "r").exists()
 
@@ -331,6 +335,7 @@ def test_invalid_profile_values_fail_before_any_kernel(tmp_path, templates):
 
 def test_summary_reports_the_throughput_ratio_and_its_parts(tmp_path):
     from resque.cost.records import RunRecord
+    from resque.study.profiles import Experiment
     from resque.study.runner import StudySummary, _write_summary
 
     results = ResultsDir(tmp_path)
@@ -339,10 +344,13 @@ def test_summary_reports_the_throughput_ratio_and_its_parts(tmp_path):
         experiment = {"scratch_run_id": "scratch-shift-frost-0.3-seed0"} if kind == "shift" else {}
         RunRecord(run_id, kind, experiment=experiment, complete=True,
                   totals={"train_seconds": seconds, "eval_seconds": 0.5}).save(results.record(run_id))
-    outcomes = [Outcome("source-seed0", "source", "skipped"), Outcome("shift-frost-0.3-seed0", "shift", "done"),
+    experiments = [Experiment("source-seed0", "source", {"seed": 0}),
+                   Experiment("shift-frost-seed0", "shift", {"seed": 0, "shift": "frost", "intensities": [0.3]}),
+                   Experiment("analysis", "analysis", {"seed": 0})]
+    outcomes = [Outcome("source-seed0", "source", "skipped"), Outcome("shift-frost-seed0", "shift", "done"),
                 Outcome("analysis", "analysis", "done")]
-    _write_summary(tmp_path, StudySummary("p", tmp_path, done=["shift-frost-0.3-seed0", "analysis"],
-                                          seconds=12.0, outcomes=outcomes))
+    _write_summary(tmp_path, StudySummary("p", tmp_path, done=["shift-frost-seed0", "analysis"],
+                                          seconds=12.0, outcomes=outcomes), experiments)
     summary = json.loads(results.summary.read_text())
     this_run = summary["invocations"][-1]["throughput"]
     assert this_run["train_eval_seconds"] == pytest.approx(1.5 + 0.5 + 2.0 + 0.5)  # the run and its yardstick

@@ -40,7 +40,10 @@ def test_shipped_profiles_load_and_expand(name):
     assert kinds[-2:] == ["energy", "analysis"]
     assert len({e.run_id for e in experiments}) == len(experiments)
     n_shift = (sum(len(v) for v in profile.shifts.values()) - len(profile.duplicate_shifts())) * len(profile.seeds)
-    assert kinds.count("shift") == n_shift and kinds.count("task") == len(profile.tasks) * len(profile.seeds)
+    shift_runs = [run for e in experiments if e.kind == "shift" for run, _ in e.runs()]
+    assert len(shift_runs) == n_shift and len(set(shift_runs)) == n_shift  # one record per intensity, none twice
+    assert kinds.count("shift") <= len(profile.shifts) * len(profile.seeds)  # one page per family and seed
+    assert kinds.count("task") == len(profile.tasks) * len(profile.seeds)
 
 
 def test_required_profiles_exist():
@@ -61,11 +64,13 @@ def test_required_profiles_exist():
 def test_run_ids_name_the_experiment(tmp_path):
     experiments = expand(load_profile(write_profile(tmp_path)), "tiny", tmp_path)
     assert [e.run_id for e in experiments] == [
-        "source-seed0", "shift-gaussian_noise-0.05-seed0", "shift-gaussian_noise-0.3-seed0",
-        "task-fashion_coarse4-seed0", "energy", "analysis",
+        "source-seed0", "shift-gaussian_noise-seed0", "task-fashion_coarse4-seed0", "energy", "analysis",
     ]
-    assert experiments[1].parameters == {"profile": "tiny", "results_dir": str(tmp_path), "seed": 0,
-                                         "shift": "gaussian_noise", "intensity": 0.05}
+    page = experiments[1]  # one notebook for the family's grid, one record per intensity
+    assert page.parameters == {"profile": "tiny", "results_dir": str(tmp_path), "seed": 0,
+                               "shift": "gaussian_noise", "intensities": [0.05, 0.3]}
+    assert [run for run, _ in page.runs()] == ["shift-gaussian_noise-0.05-seed0", "shift-gaussian_noise-0.3-seed0"]
+    assert page.runs()[1][1]["intensity"] == 0.3
 
 
 @pytest.mark.parametrize(
@@ -183,7 +188,7 @@ def test_duplicate_shifted_data_is_found_by_content_and_run_once(tmp_path):
     # the controls are the clean data in every family; salt-and-pepper is impulse noise on grey images
     assert duplicates == {("impulse_noise", 0.0): ("gaussian_noise", 0.0), ("contrast", 0.0): ("gaussian_noise", 0.0),
                           ("salt_and_pepper", 0.1): ("impulse_noise", 0.1)}
-    shifts = [e.run_id for e in expand(profile, "tiny", tmp_path) if e.kind == "shift"]
+    shifts = [run for e in expand(profile, "tiny", tmp_path) if e.kind == "shift" for run, _ in e.runs()]
     assert shifts == ["shift-gaussian_noise-0-seed0", "shift-gaussian_noise-0.05-seed0", "shift-impulse_noise-0.1-seed0",
                       "shift-salt_and_pepper-0.2-seed0", "shift-contrast-0.5-seed0"]
     lines = profile.describe_duplicates()

@@ -7,6 +7,7 @@ The notebooks hold only parameters, calls and plots.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field, replace
 
@@ -20,7 +21,7 @@ from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..data.datasets import load_dataset
 from ..data.tasks import derive_task, get_task, load_task
 from ..index.dist import ClassSums, DistResult, fingerprint, load_fingerprint, model_digest, resque_dist
-from ..errors import DataError
+from ..errors import DataError, InvalidParameterError
 from ..models.zoo import default_layer, input_shape
 from ..cost.records import RunRecord, load_record
 from ..cost.runs import cost_to_target, retrain_shift, retrain_task, train_from_scratch
@@ -36,6 +37,7 @@ __all__ = [
     "study_data",
     "run_source",
     "run_shift",
+    "run_shift_grid",
     "run_task",
     "ShiftOutcome",
     "TaskOutcome",
@@ -163,7 +165,7 @@ def source_accuracy(results_dir: str | os.PathLike, seed: int) -> float:
 
 @dataclass
 class ShiftOutcome:
-    """What :func:`run_shift` computed, for its notebook."""
+    """What :func:`run_shift` computed for one intensity, for its notebook."""
 
     record: RunRecord
     scratch: RunRecord | None
@@ -175,6 +177,40 @@ class ShiftOutcome:
     shifted_examples: torch.Tensor  # (8, C, H, W)
     example_labels: torch.Tensor  # (8,)
     classes: list[str] = field(default_factory=list)
+    shift: str = ""
+    intensity: float = 0.0
+
+
+@dataclass
+class _ShiftSetting:
+    """What every intensity of one family and seed shares: loaded and computed once per page."""
+
+    profile: Profile
+    results: ResultsDir
+    seed: int
+    source: nn.Module
+    fingerprint: ClassSums
+    layer: str
+    data: StudyData
+    on_clean: object
+    on_original: object
+    clean_tensors: TensorData
+    a_src: float
+
+
+def _shift_setting(profile: Profile, seed: int, results_dir, progress: bool) -> _ShiftSetting:
+    results = ResultsDir(results_dir)
+    source, source_fingerprint = load_source(results_dir, seed)
+    layer = default_layer(source)
+    data = study_data(profile, seed)
+    return _ShiftSetting(
+        profile=profile, results=results, seed=seed, source=source, fingerprint=source_fingerprint, layer=layer,
+        data=data,
+        on_clean=dataset_pass(source, data.shifted_base, layer, name="clean S1+S2", progress=progress),
+        on_original=dataset_pass(source, data.original, layer, name="original", progress=progress),
+        clean_tensors=as_tensors(data.shifted_base, "shifted_base"),
+        a_src=source_accuracy(results_dir, seed),
+    )
 
 
 def run_shift(
@@ -186,25 +222,47 @@ def run_shift(
     RESQUE_dist compares clean S0+S2 (from the stored fingerprint) with shifted
     S1+S2, the authors' unpaired protocol; with ``profile.paired`` it is also
     computed between clean and shifted S1+S2 (the same images). The source
-    model's accuracy on clean and shifted S1+S2 is stored as a simple baseline.
-    Retraining fine-tunes all layers on 90 % of shifted S1+S2 and stops on the
-    other 10 %; with ``profile.scratch`` a fresh model is trained on the same
-    data as the yardstick.
+    model's accuracy on clean and shifted S1+S2 is stored as a simple baseline,
+    next to the competing predictors (:mod:`resque.predictors`). Retraining
+    fine-tunes all layers on shifted S1+S2 minus its validation split
+    (:func:`validation_share`) and stops on that split, at ``rho * a_src``;
+    with ``profile.scratch`` a fresh model is trained on the same data as the
+    yardstick. :func:`run_shift_grid` runs several intensities of one family
+    and shares what they have in common.
+    """
+    return run_shift_grid(profile, seed, shift, [intensity], results_dir, progress=progress)[0]
+
+
+def run_shift_grid(
+    profile: Profile | str, seed: int, shift: str, intensities, results_dir: str | os.PathLike,
+    *, progress: bool = True,
+) -> list[ShiftOutcome]:
+    """:func:`run_shift` at each of `intensities`, in order: one record (and yardstick) per intensity.
+
+    The study data, the source model, its fingerprint and its passes over the
+    clean data are loaded and computed once for the whole grid. Each record is
+    saved as soon as its run ends, so a run cut off mid-grid keeps the
+    intensities it finished.
     """
     profile = _profile(profile)
-    results = ResultsDir(results_dir)
+    intensities = [float(value) for value in intensities]
+    if not intensities:
+        raise InvalidParameterError("intensities", intensities, "a non-empty list of intensities")
+    setting = _shift_setting(profile, seed, results_dir, progress)
+    return [_run_shift_at(setting, shift, intensity, progress) for intensity in intensities]
+
+
+def _run_shift_at(setting: _ShiftSetting, shift: str, intensity: float, progress: bool) -> ShiftOutcome:
+    profile, results, seed, source, data, layer = (setting.profile, setting.results, setting.seed, setting.source,
+                                                   setting.data, setting.layer)
     run_id = make_run_id("shift", seed=seed, shift=shift, intensity=intensity)
-    source, source_fingerprint = load_source(results_dir, seed)
-    layer = default_layer(source)
-    data = study_data(profile, seed)
     shifted = ShiftedDataset(data.shifted_base, shift, intensity, seed=seed, progress=progress)
     # One forward pass per dataset serves RESQUE, its paired form, the accuracies and every baseline.
     on_shifted = dataset_pass(source, shifted, layer, name="shifted", progress=progress)
-    on_clean = dataset_pass(source, data.shifted_base, layer, name="clean S1+S2", progress=progress)
-    on_original = dataset_pass(source, data.original, layer, name="original", progress=progress)
-    dist = resque_dist(source, source_fingerprint, on_shifted.class_sums, layer)
+    on_clean, on_original = setting.on_clean, setting.on_original
+    dist = resque_dist(source, setting.fingerprint, on_shifted.class_sums, layer)
     paired = resque_dist(source, on_clean.class_sums, on_shifted.class_sums, layer) if profile.paired else None
-    clean_tensors = as_tensors(data.shifted_base, "shifted_base")
+    clean_tensors = setting.clean_tensors
     shifted_tensors = TensorData(shifted.images_, torch.as_tensor(clean_tensors.labels))
     accuracy_clean, accuracy_shifted = on_clean.accuracy, on_shifted.accuracy
     estimators = {
@@ -226,30 +284,30 @@ def run_shift(
     val_set = TensorData(shifted_tensors.images[val], shifted_tensors.labels[val])
     test_shifted = ShiftedDataset(data.test, shift, intensity, seed=seed + 10_000, progress=False)
     # "Get back to where you were": the target is rho x the source model's clean validation accuracy.
-    a_src = source_accuracy(results_dir, seed)
+    a_src = setting.a_src
     config = replace(profile.retrain_config(seed), target_accuracy=profile.rho * a_src)
     experiment = {"shift": shift, "intensity": float(intensity), "dataset": profile.dataset, "profile": profile.name,
-                  "source_model_digest": source_fingerprint.model_digest, "a_src": a_src, "rho": profile.rho,
+                  "source_model_digest": setting.fingerprint.model_digest, "a_src": a_src, "rho": profile.rho,
                   "target_accuracy": config.target_accuracy}
     options = dict(energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
                    test_data=test_shifted, settings=profile.run_settings("shift", seed, shift=shift, intensity=intensity))
     scratch = None
-    if profile.scratch:
+    if profile.trains_scratch("shift", seed):
         _, scratch = train_from_scratch(
             source.resque_config["name"], train_set, val_set, config, model_kwargs=source.resque_config["kwargs"],
             run_id=scratch_run_id(run_id), experiment={**experiment, "yardstick_for": run_id}, **options,
         )
         scratch.save(results.record(scratch_run_id(run_id)))
         experiment["scratch_run_id"] = scratch_run_id(run_id)
-    record = retrain_shift(
-        source, train_set, val_set, config, run_id=run_id, experiment=experiment, estimators=estimators, **options,
+    record = retrain_shift(  # a copy: the next intensity of the grid starts from the source model too
+        copy.deepcopy(source), train_set, val_set, config, run_id=run_id, experiment=experiment, estimators=estimators, **options,
     )
-    record.save(results.record(run_id))  # last: the experiment counts as done only now
+    record.save(results.record(run_id))  # last: the run counts as done only now
     return ShiftOutcome(
         record=record, scratch=scratch, dist=dist, dist_paired=paired,
         accuracy_clean=accuracy_clean, accuracy_shifted=accuracy_shifted,
         clean_examples=clean_tensors.images[:8], shifted_examples=shifted_tensors.images[:8],
-        example_labels=clean_tensors.labels[:8], classes=data.classes,
+        example_labels=clean_tensors.labels[:8], classes=data.classes, shift=shift, intensity=float(intensity),
     )
 
 

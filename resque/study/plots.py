@@ -16,7 +16,7 @@ import pandas as pd
 from ..cost.measures import MEASURES
 from ..cost.records import RunRecord
 
-__all__ = ["CURVES", "angle_bars", "energy_vs_time", "image_grid", "training_curves"]
+__all__ = ["CURVES", "angle_bars", "energy_vs_time", "grid_costs", "grid_curves", "image_grid", "training_curves"]
 
 #: Training-curve panels: name -> (per-evaluation keys of ``record.evaluations`` to draw, y label, title).
 CURVES = {
@@ -219,5 +219,62 @@ def energy_vs_time(table: pd.DataFrame, *, title: str = "Energy against time, pe
         ax.set_ylim(0, float(table["energy_kwh"].max()) * 1.1 if table["energy_kwh"].notna().any() else 1.0)
     if len(table):
         ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def grid_costs(outcomes, *, title: str | None = None):
+    """A shift grid at a glance: RESQUE_dist and the retraining's cost in epochs against the intensity.
+
+    Left: RESQUE_dist (unpaired, and paired when computed). Right: epochs to
+    the target for reuse and, when trained, the from-scratch yardstick; a
+    hollow marker is a censored run (its cost is a lower bound).
+    """
+    intensities = [float(o.intensity) for o in outcomes]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    left.plot(intensities, [float(o.dist) for o in outcomes], "-o", label="unpaired")
+    if all(o.dist_paired is not None for o in outcomes):
+        left.plot(intensities, [float(o.dist_paired) for o in outcomes], "-s", label="paired")
+    left.set_xlabel("intensity")
+    left.set_ylabel("RESQUE_dist")
+    left.set_title("RESQUE_dist")
+    left.legend(fontsize=7)
+    runs = [("reuse", "C0", "o", [o.record for o in outcomes])]
+    if all(o.scratch is not None for o in outcomes):
+        runs.append(("from scratch", "C1", "s", [o.scratch for o in outcomes]))
+    for name, colour, marker, records in runs:
+        epochs = [float(r.totals.get("epochs") or 0.0) for r in records]
+        right.plot(intensities, epochs, "-", color=colour, label=name)
+        for x, y, r in zip(intensities, epochs, records):
+            style = {"facecolors": "none", "edgecolors": colour} if r.censored else {"color": colour}
+            right.scatter([x], [y], marker=marker, s=36, zorder=3, **style)
+    if any(r.censored for _, _, _, records in runs for r in records):
+        right.scatter([], [], marker="o", facecolors="none", edgecolors="grey", label="censored (lower bound)")
+    right.set_xlabel("intensity")
+    right.set_ylabel("epochs to the target")
+    right.set_title("Cost of retraining")
+    right.set_ylim(bottom=0)
+    right.legend(fontsize=7)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def grid_curves(outcomes, *, title: str | None = None):
+    """Validation accuracy of the retraining at every intensity of a grid, over (fractional) epochs, with the target."""
+    figure, ax = plt.subplots(figsize=(6.0, 3.6))
+    colours = plt.cm.viridis(np.linspace(0.0, 0.9, max(len(outcomes), 1)))
+    for outcome, colour in zip(outcomes, colours):
+        xs, ys = _series(outcome.record, "val_accuracy")
+        ax.plot(xs, ys, "-o", color=colour, markersize=3, label=f"{float(outcome.intensity):g}")
+    targets = {round(float(t), 6) for t in (o.record.experiment.get("target_accuracy") for o in outcomes)
+               if t is not None}
+    for target in sorted(targets):
+        ax.axhline(target, color="grey", linestyle=":", label="target")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(title or "Retraining at each intensity")
+    ax.legend(title="intensity", fontsize=7)
     figure.tight_layout()
     return figure

@@ -69,6 +69,11 @@ class Profile:
     scratch : bool
         Also train a fresh model on each experiment's data (the yardstick).
         Task runs need it (it gives ``a_ref``).
+    shift_scratch_seeds : list of int or None
+        The seeds whose shift runs train the yardstick (None: every seed). The
+        yardstick is the largest single cost of a shift run, and what reuse
+        saves needs it on some seeds, not all; the savings are then those of
+        these seeds. Task runs always train theirs.
     paired : bool
         Also compute RESQUE_dist in paired mode (same images clean and shifted).
     energy : bool
@@ -92,6 +97,7 @@ class Profile:
     tasks: list[str] = field(default_factory=list)
     rho: float = 0.98
     scratch: bool = True
+    shift_scratch_seeds: list[int] | None = None
     paired: bool = True
     energy: bool = True
     country_iso_code: str = "USA"
@@ -130,6 +136,11 @@ class Profile:
         if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not 0.0 < self.rho <= 1.0:
             raise InvalidParameterError("rho", self.rho, "a fraction in (0, 1], e.g. 0.98",
                                         "Targets are rho x the accuracy the model had (a_src) or can reach (a_ref).")
+        if self.shift_scratch_seeds is not None:
+            unknown = [s for s in self.shift_scratch_seeds if s not in self.seeds]
+            if not isinstance(self.shift_scratch_seeds, list) or unknown:
+                raise InvalidParameterError("shift_scratch_seeds", self.shift_scratch_seeds,
+                                            f"a list of the profile's seeds {self.seeds}, or null for all of them")
         if self.tasks and not self.scratch:
             raise InvalidParameterError("scratch", self.scratch, [True],
                                         "Task runs retrain to rho x a_ref, which the from-scratch yardstick gives.")
@@ -175,7 +186,8 @@ class Profile:
         }
         if kind == "source":
             return settings
-        settings.update({"retrain": dataclasses.asdict(self.retrain_config(seed)), "scratch": self.scratch,
+        settings.update({"retrain": dataclasses.asdict(self.retrain_config(seed)),
+                         "scratch": self.trains_scratch(kind, seed),
                          "rho": self.rho})
         if kind == "shift":
             settings.update({"shift": shift, "intensity": float(intensity), "paired": self.paired})
@@ -184,6 +196,12 @@ class Profile:
         else:
             raise InvalidParameterError("kind", kind, ["source", "shift", "task"])
         return settings
+
+    def trains_scratch(self, kind: str, seed: int) -> bool:
+        """Whether a run of `kind` ("shift" or "task") and `seed` trains the from-scratch yardstick."""
+        if kind == "shift" and self.shift_scratch_seeds is not None:
+            return self.scratch and seed in self.shift_scratch_seeds
+        return self.scratch
 
     def duplicate_shifts(self) -> dict[tuple[str, float], tuple[str, float]]:
         """Shift experiments whose data would repeat another's, found by content: ``(family, intensity) -> kept``.
@@ -249,7 +267,10 @@ class Experiment:
 
     ``parameters`` are plain literals (they are injected into the notebook's
     ``parameters`` cell); every notebook receives ``profile`` (a name or a YAML
-    path), ``results_dir``, ``seed`` and its own keys.
+    path), ``results_dir``, ``seed`` and its own keys. A shift experiment is
+    the page of one family and seed: it runs the family's whole intensity grid
+    (``intensities``) in one kernel and writes one record per intensity
+    (:meth:`runs`).
     """
 
     run_id: str
@@ -259,6 +280,16 @@ class Experiment:
     @property
     def notebook(self) -> str:
         return NOTEBOOKS[self.kind]
+
+    def runs(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(run_id, parameters)`` of each record this experiment writes (none for the summary pages)."""
+        if self.kind in SUMMARY_IDS:
+            return []
+        p = self.parameters
+        if self.kind == "shift":
+            return [(run_id("shift", seed=p["seed"], shift=p["shift"], intensity=value), {**p, "intensity": value})
+                    for value in p["intensities"]]
+        return [(self.run_id, p)]
 
 
 def list_profiles() -> list[str]:
@@ -296,6 +327,7 @@ def load_profile(profile: str | os.PathLike) -> Profile:
 #: The YAML form of each field that is not a plain value, as a profile's author would write it.
 _SHAPES = {
     "seeds": (list, "a list of integers, e.g. [0, 1, 2]"),
+    "shift_scratch_seeds": ((list, type(None)), "a list of the profile's seeds, e.g. [0], or null for all"),
     "tasks": (list, "a list of task names, e.g. [fashion_coarse4]"),
     "shifts": (dict, "a mapping of shift family -> list of intensities, e.g. {gaussian_noise: [0, 0.04, 0.08]}"),
     "source": (dict, "a mapping of training settings, e.g. {max_epochs: 20, lr: 0.001}"),
@@ -322,10 +354,11 @@ def _check_shapes(values: dict, document, path: Path) -> None:
 def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -> list[Experiment]:
     """All experiments of `profile`, in the order they must run.
 
-    Source models come first (one per seed), then every shift x intensity x
-    seed and task x seed, then the energy page, then the analysis. Shift
-    experiments whose data repeat an earlier one's are left out
-    (:meth:`Profile.duplicate_shifts`).
+    Source models come first (one per seed), then one page per shift family x
+    seed (its whole intensity grid) and one per task x seed, then the energy
+    page, then the analysis. Shift intensities whose data repeat an earlier
+    one's are left out (:meth:`Profile.duplicate_shifts`), and so is a family
+    left with none.
     """
     common = {"profile": str(profile_ref), "results_dir": str(results_dir)}
     experiments = [
@@ -334,13 +367,11 @@ def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -
     duplicates = profile.duplicate_shifts() if profile.shifts else {}
     for seed in profile.seeds:
         for family, intensities in profile.shifts.items():
-            for intensity in intensities:
-                if (family, float(intensity)) in duplicates:
-                    continue  # the same data as an earlier experiment (Profile.duplicate_shifts)
-                experiments.append(Experiment(
-                    run_id("shift", seed=seed, shift=family, intensity=intensity), "shift",
-                    {**common, "seed": seed, "shift": family, "intensity": float(intensity)},
-                ))
+            # the same data as an earlier experiment is not run again (Profile.duplicate_shifts)
+            kept = [float(i) for i in intensities if (family, float(i)) not in duplicates]
+            if kept:
+                experiments.append(Experiment(run_id("shift", seed=seed, shift=family), "shift",
+                                              {**common, "seed": seed, "shift": family, "intensities": kept}))
         for task in profile.tasks:
             experiments.append(Experiment(run_id("task", seed=seed, task=task), "task",
                                           {**common, "seed": seed, "task": task}))

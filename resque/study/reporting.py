@@ -32,6 +32,7 @@ __all__ = [
     "example_titles",
     "format_table",
     "gpu_energy_demo",
+    "grid_table",
     "is_censored",
     "load_records",
     "measure_gpu_energy",
@@ -225,6 +226,46 @@ def compare_costs(record: RunRecord, scratch: RunRecord | None = None) -> pd.Dat
         table["reuse / scratch"] = pd.Series(ratios)
     table.insert(0, "unit", [units.get(label, "") for label in table.index])
     table.index.name = "measure"
+    return table
+
+
+def grid_table(outcomes) -> pd.DataFrame:
+    """One row per intensity of a shift grid (:func:`resque.study.experiments.run_shift_grid`).
+
+    Columns: RESQUE_dist (unpaired, and paired when computed), the source
+    model's accuracy on the shifted data, the target, the retraining's cost in
+    epochs and its stop reason (``censored`` marks a lower bound), and the
+    yardstick's epochs when one was trained.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from resque.cost.records import RunRecord
+    >>> run = RunRecord("r", "shift", totals={"epochs": 1.5}, stop_reason="reached",
+    ...                 experiment={"target_accuracy": 0.8})
+    >>> row = SimpleNamespace(intensity=0.1, record=run, scratch=None, dist=0.02, dist_paired=None,
+    ...                       accuracy_shifted=0.7)
+    >>> grid_table([row]).loc[0.1, "reuse epochs"]
+    1.5
+    """
+    rows = {}
+    for outcome in outcomes:
+        record = outcome.record
+        row = {"RESQUE_dist": float(outcome.dist)}
+        if outcome.dist_paired is not None:
+            row["RESQUE_dist (paired)"] = float(outcome.dist_paired)
+        row.update({
+            "source accuracy (shifted)": float(outcome.accuracy_shifted),
+            "target": _number(record.experiment.get("target_accuracy")),
+            "reuse epochs": _number(record.totals.get("epochs")),
+            "reuse stop": record.stop_reason + (" (censored)" if is_censored(record) else ""),
+        })
+        if outcome.scratch is not None:
+            row["scratch epochs"] = _number(outcome.scratch.totals.get("epochs"))
+            row["scratch stop"] = outcome.scratch.stop_reason + (" (censored)" if is_censored(outcome.scratch) else "")
+        rows[float(outcome.intensity)] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "intensity"
     return table
 
 

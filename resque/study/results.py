@@ -13,6 +13,7 @@ Run ids (:func:`run_id`, read back by :func:`parse_run_id`)::
 
     source-seed0                      the source model of seed 0
     shift-gaussian_noise-0.08-seed0   a shift family at one intensity (written with :func:`format_intensity`)
+    shift-gaussian_noise-seed0        the page (notebook) of a family's whole intensity grid, one record per intensity
     task-fashion_coarse4-seed0        a task change
     scratch-<run id>                  the from-scratch yardstick of a shift or task run
     energy, analysis                  the study's summary pages
@@ -73,8 +74,10 @@ def run_id(kind: str, *, seed: int | None = None, shift: str | None = None, inte
     if kind == "source":
         return f"source-seed{seed}"
     if kind == "shift":
-        if not shift or intensity is None:
-            raise InvalidParameterError("shift/intensity", (shift, intensity), "a shift family and its intensity")
+        if not shift:
+            raise InvalidParameterError("shift", shift, "a shift family (and an intensity, or None for its grid's page)")
+        if intensity is None:
+            return f"shift-{shift}-seed{seed}"
         return f"shift-{shift}-{format_intensity(intensity)}-seed{seed}"
     if not task:
         raise InvalidParameterError("task", task, "a task name")
@@ -88,7 +91,8 @@ def scratch_run_id(of_run_id: str) -> str:
 
 def parse_run_id(name: str) -> RunName:
     """Read a run id back into its parts; anything else is an error naming the forms allowed."""
-    forms = "source-seed<k>, shift-<family>-<intensity>-seed<k>, task-<task>-seed<k>, scratch-<run id>, energy, analysis"
+    forms = ("source-seed<k>, shift-<family>-<intensity>-seed<k>, shift-<family>-seed<k>, task-<task>-seed<k>, "
+             "scratch-<run id>, energy, analysis")
     if not isinstance(name, str):
         raise InvalidParameterError("run_id", name, forms)
     if name in SUMMARY_IDS:
@@ -106,6 +110,8 @@ def parse_run_id(name: str) -> RunName:
         return RunName("task", seed, task=body[len("task-"):])
     if kind == "shift":
         family, _, intensity = body[len("shift-"):].partition("-")  # family names have no hyphen
+        if family and not intensity:  # the page of the family's grid
+            return RunName("shift", seed, shift=family)
         try:
             value = float(intensity)
         except ValueError:

@@ -26,7 +26,7 @@ from ..cost.records import RecordError, load_record
 from ..errors import SettingsChangedError
 from ..index.dist import ClassSums
 from .profiles import Experiment, Profile
-from .results import SUMMARY_IDS, ResultsDir, scratch_run_id
+from .results import ResultsDir, scratch_run_id
 
 __all__ = ["State", "experiment_state", "check_settings", "notebook_problem", "settings_diff"]
 
@@ -93,12 +93,6 @@ def settings_diff(expected: dict, recorded: dict) -> list[str]:
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
 
-def _expected_settings(experiment: Experiment, profile: Profile) -> dict:
-    p = experiment.parameters
-    return profile.run_settings(experiment.kind, p["seed"], shift=p.get("shift"), intensity=p.get("intensity"),
-                                task=p.get("task"))
-
-
 def _source_digest(results: ResultsDir, seed: int) -> str:
     """The weights digest of seed `seed`'s source model, from its fingerprint file ("" when unreadable)."""
     try:
@@ -107,14 +101,8 @@ def _source_digest(results: ResultsDir, seed: int) -> str:
         return ""
 
 
-def experiment_state(experiment: Experiment, results: ResultsDir, profile: Profile) -> State:
-    """The :class:`State` of `experiment` in `results`, under `profile` (see the module docstring)."""
-    run_id = experiment.run_id
-    if results.failure(run_id).exists():
-        return State(run_id, "failed", f"its last attempt failed (see {results.failure(run_id)})")
-    if experiment.kind in SUMMARY_IDS:  # no record of their own: the executed notebook is their result
-        problem = notebook_problem(results.notebook(run_id))
-        return State(run_id, "to run", problem) if problem else State(run_id, "done")
+def _run_state(kind: str, run_id: str, parameters: dict, results: ResultsDir, profile: Profile) -> State:
+    """The state of one record an experiment owns: ``"done"``, ``"to run"`` (with why) or ``"changed"``."""
     try:
         record = load_record(results.record(run_id))
     except RecordError as error:
@@ -123,29 +111,54 @@ def experiment_state(experiment: Experiment, results: ResultsDir, profile: Profi
     if not record.complete:
         return State(run_id, "to run", "its record is of a run that did not finish")
     owned = []
-    if experiment.kind == "source":
-        seed = experiment.parameters["seed"]
+    if kind == "source":
+        seed = parameters["seed"]
         owned = [(results.source_model(seed), "checkpoint"), (results.source_fingerprint(seed), "fingerprint")]
     for path, what in owned:
         if not path.is_file() or path.stat().st_size == 0:
             return State(run_id, "to run", f"its {what} {path.name} is missing")
-    scratch_id = record.experiment.get("scratch_run_id") or (scratch_run_id(run_id) if profile.scratch
-                                                             and experiment.kind != "source" else None)
+    scratch_id = record.experiment.get("scratch_run_id") or (
+        scratch_run_id(run_id) if kind != "source" and profile.trains_scratch(kind, parameters["seed"]) else None)
     if scratch_id:
         try:
             if not load_record(results.record(scratch_id)).complete:
                 return State(run_id, "to run", f"its yardstick record {scratch_id}.json is of an unfinished run")
         except RecordError as error:
             return State(run_id, "to run", f"its yardstick record {scratch_id}.json is missing or unreadable ({error})")
-    if experiment.kind != "source":  # made from the source model that is on disk now?
+    if kind != "source":  # made from the source model that is on disk now?
         made_from = record.experiment.get("source_model_digest")
-        current = _source_digest(results, experiment.parameters["seed"])
+        current = _source_digest(results, parameters["seed"])
         if made_from and current and made_from != current:
             return State(run_id, "to run", "its source model was trained again since this run")
+    expected = profile.run_settings(kind, parameters["seed"], shift=parameters.get("shift"),
+                                    intensity=parameters.get("intensity"), task=parameters.get("task"))
+    changed = settings_diff(expected, record.settings)
+    if changed:
+        return State(run_id, "changed", "made with other or unknown settings: " + "; ".join(changed), tuple(changed))
+    return State(run_id, "done")
+
+
+def experiment_state(experiment: Experiment, results: ResultsDir, profile: Profile) -> State:
+    """The :class:`State` of `experiment` in `results`, under `profile` (see the module docstring).
+
+    An experiment that writes several records (a shift family's grid) is done
+    when each of them is; the first that is not says why, prefixed with its run id.
+    """
+    run_id = experiment.run_id
+    if results.failure(run_id).exists():
+        return State(run_id, "failed", f"its last attempt failed (see {results.failure(run_id)})")
+    runs = experiment.runs()
+    changed: list[str] = []
+    for each_id, parameters in runs:
+        state = _run_state(experiment.kind, each_id, parameters, results, profile)
+        prefix = f"{each_id}: " if len(runs) > 1 or each_id != run_id else ""
+        if state.status == "to run":
+            return State(run_id, "to run", prefix + state.reason)
+        changed += [prefix + field for field in state.changed]
+    # no record of their own (the summary pages), or all records whole: the executed notebook must be too
     problem = notebook_problem(results.notebook(run_id))
     if problem:
         return State(run_id, "to run", problem)
-    changed = settings_diff(_expected_settings(experiment, profile), record.settings)
     if changed:
         return State(run_id, "changed", "made with other or unknown settings: " + "; ".join(changed), tuple(changed))
     return State(run_id, "done")

@@ -644,7 +644,7 @@ def run_study(
         seconds=time.perf_counter() - start,
         outcomes=ordered,
     )
-    throughput = _write_summary(plan.results.root, summary)
+    throughput = _write_summary(plan.results.root, summary, plan.experiments)
     print(summary.report())
     if throughput["ratio"] is not None:
         print(f"  training and evaluation took {_duration(throughput['train_eval_seconds'])} of "
@@ -680,7 +680,7 @@ def _throughput(wall: float, training: float) -> dict:
             "ratio": wall / training if training > 0 else None}
 
 
-def _write_summary(root: Path, summary: StudySummary) -> dict:
+def _write_summary(root: Path, summary: StudySummary, experiments: list[Experiment]) -> dict:
     """Append this invocation to ``summary.json``; ``wall_seconds`` adds up the invocations that ran something.
 
     A resumed study is the sum of its pieces, so the book's "how long it took"
@@ -702,7 +702,8 @@ def _write_summary(root: Path, summary: StudySummary) -> dict:
         invocations = list(previous.get("invocations", []))
     except (OSError, ValueError, AttributeError):
         invocations = []
-    ran = [o.run_id for o in summary.outcomes if o.status == "done" and o.kind not in SUMMARY_IDS]
+    done = {o.run_id for o in summary.outcomes if o.status == "done"}
+    ran = [each_id for e in experiments if e.run_id in done for each_id, _ in e.runs()]  # a shift page: each intensity
     invocations.append({
         "profile": summary.profile,
         "seconds": summary.seconds,

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...cost.records import RunRecord
 from ...errors import InvalidParameterError
-from ..results import ResultsDir, parse_run_id
+from ..results import ResultsDir, format_intensity, parse_run_id, run_id as run_id_of
 from .notebooks import _papermill, _read_notebook, _retitle, _run_label, notebook_title
 
 #: Where the book's generated pages go, under book/.
@@ -38,6 +38,10 @@ class _Run:
     record: RunRecord | None = None
     scratch: RunRecord | None = None
     failed: dict[str, Any] | None = None
+    #: (intensity, record, yardstick) of each run the notebook makes: one, or one per intensity of a shift
+    #: page (a shift family's grid); the record is None where there is none (yet)
+    parts: list[tuple[float | None, RunRecord | None, RunRecord | None]] = field(default_factory=list)
+    page: bool = False  # a shift family's grid: one notebook, a record per intensity
     target: str = ""  # path under _generated, without suffix
     notebook: Any = None  # the copy to write, when it differs from `source`
 
@@ -60,6 +64,15 @@ def _collect(results_dir: Path) -> _Study:
     found = results.read_records()
     records = {record.run_id: record for record in found.records}
     study = _Study(root=results_dir, unreadable=dict(found.unreadable))
+    by_page: dict[str, list[RunRecord]] = {}  # a shift page's id -> the records of its intensities
+    for record in found.records:
+        try:
+            name = parse_run_id(record.run_id)
+        except InvalidParameterError:
+            continue
+        if name.kind == "shift" and name.intensity is not None:
+            page = run_id_of("shift", seed=name.seed, shift=name.shift)
+            by_page.setdefault(page, []).append(record)
     for group in GROUPS:
         study.runs[group] = []
     for path in sorted((results_dir / "notebooks").glob("*.ipynb")):
@@ -80,6 +93,11 @@ def _collect(results_dir: Path) -> _Study:
             run.title = label
         if run.record is not None:  # the run names its yardstick
             run.scratch = records.get(run.record.experiment.get("scratch_run_id"))
+        run.page = kind == "shift" and parse_run_id(run_id).intensity is None
+        if run.page:
+            run.parts = _page_parts(run, by_page.get(run_id, []), records)
+        elif run.record is not None:
+            run.parts = [(run.record.experiment.get("intensity"), run.record, run.scratch)]
         failure = results.failure(run_id)
         if failure.exists():
             try:
@@ -95,3 +113,17 @@ def _collect(results_dir: Path) -> _Study:
             run.target = f"{GROUPS[kind][0]}/{run_id}"
             study.runs[kind].append(run)
     return study
+
+
+def _page_parts(run: _Run, found: list[RunRecord], records: dict[str, RunRecord]) -> list:
+    """(intensity, record, yardstick) of each intensity of a shift page: those it was run with, and any record found."""
+    by_intensity = {format_intensity(r.experiment.get("intensity", 0.0)): r for r in found}
+    asked = run.papermill.get("parameters", {}).get("intensities") or []
+    keys = {format_intensity(value): float(value) for value in asked}
+    keys.update({key: float(r.experiment.get("intensity", 0.0)) for key, r in by_intensity.items()})
+    parts = []
+    for key, value in sorted(keys.items(), key=lambda item: item[1]):
+        record = by_intensity.get(key)
+        scratch = records.get(record.experiment.get("scratch_run_id")) if record is not None else None
+        parts.append((value, record, scratch))
+    return parts

@@ -64,8 +64,10 @@ def _run_label(kind: str, parameters: dict[str, Any], record: RunRecord | None, 
     if kind == "shift":
         family = parameters.get("shift", experiment.get("shift"))
         intensity = parameters.get("intensity", experiment.get("intensity"))
-        if family is None or intensity is None:
+        if family is None:
             return None
+        if intensity is None:  # the page of a family's grid
+            return f"{str(family).replace('_', ' ').capitalize()}{seed_text}"
         return f"{str(family).replace('_', ' ').capitalize()} at {float(intensity):g}{seed_text}"
     if kind == "task":
         task = parameters.get("task", experiment.get("task"))

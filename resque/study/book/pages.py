@@ -47,14 +47,6 @@ def _epochs(record: RunRecord | None) -> str:
     return "–" if record is None else _number(record.totals.get("epochs"))
 
 
-def _status(run: _Run) -> str:
-    if run.failed is not None or (run.record is not None and not run.record.complete):
-        return "**failed**"
-    if run.record is None:
-        return "no record"
-    return run.record.stop_reason or "–"
-
-
 def _notebook_link(run: _Run, text: str) -> str:
     """A link from a page in _generated/ to the run's notebook."""
     return f"[{_cell(text)}]({run.link})"
@@ -80,26 +72,41 @@ def _sources_page(runs: list[_Run]) -> str:
     if not runs:
         parts.append(NO_RUNS)
     else:
-        rows = [[_notebook_link(r, r.title), _epochs(r.record), _status(r),
+        rows = [[_notebook_link(r, r.title), _epochs(r.record), _status(r, r.record),
                  _number(r.record.test_accuracy if r.record else None), _energy(r.record)] for r in runs]
         parts.append(_table(["notebook", "epochs", "stop", "test accuracy", "energy (kWh)"], rows))
     return "\n".join(parts) + "\n"
 
 
-def _family_of(run: _Run) -> tuple[str, float, int]:
-    """Family, intensity and seed of a shift run: from its record, else from its run id."""
+def _family_of(run: _Run, intensity: float | None, record: RunRecord | None) -> tuple[str, float, int]:
+    """Family, intensity and seed of one shift run of `run`'s notebook: from its record, else from the run id."""
     name = parse_run_id(run.run_id)
-    experiment = run.record.experiment if run.record else {}
+    experiment = record.experiment if record else {}
     family = experiment.get("shift") or name.shift
-    intensity = experiment.get("intensity", name.intensity)
-    seed = run.record.seed if run.record else name.seed
+    intensity = experiment.get("intensity", intensity if intensity is not None else name.intensity)
+    seed = record.seed if record else name.seed
     return str(family), (float("nan") if intensity is None else float(intensity)), int(seed or 0)
+
+
+def _status(run: _Run, record: RunRecord | None) -> str:
+    """One run's stop reason, or why there is none.
+
+    The intensities of a shift page are runs of their own: those whose record
+    is complete keep their stop reason even when a later one failed.
+    """
+    if record is not None and not record.complete:
+        return "**failed**"
+    if run.failed is not None and (record is None or not run.page):
+        return "**failed**"
+    if record is None:
+        return "no record"
+    return record.stop_reason or "–"
 
 
 def _shifts_page(runs: list[_Run]) -> str:
     parts = [
         "# Distribution shifts\n",
-        "One section per shift family; each intensity links to its notebook. For each run: "
+        "One section per shift family; each intensity links to the notebook of its family and seed. For each run: "
         "RESQUE_dist computed *before* retraining (unpaired, the authors' protocol; *paired*: "
         "the same images clean and shifted), the source model's accuracy drop on the shifted "
         "data (the simplest rival predictor), then what retraining cost: epochs, the rule that "
@@ -109,22 +116,23 @@ def _shifts_page(runs: list[_Run]) -> str:
     ]
     if not runs:
         parts.append(NO_RUNS)
-    families: dict[str, list[tuple[float, int, _Run]]] = {}
+    families: dict[str, list[tuple[float, int, _Run, RunRecord | None, RunRecord | None]]] = {}
     for run in runs:
-        family, intensity, seed = _family_of(run)
-        families.setdefault(family, []).append((intensity, seed, run))
+        for intensity, record, scratch in run.parts or [(None, None, None)]:  # no record: still a row
+            family, intensity, seed = _family_of(run, intensity, record)
+            families.setdefault(family, []).append((intensity, seed, run, record, scratch))
     for family in sorted(families):
         parts.append(f"## {family.replace('_', ' ').capitalize()}\n")
         rows = []
-        for intensity, seed, run in sorted(families[family], key=lambda item: (item[0], item[1])):
-            estimators = run.record.estimators if run.record else {}
+        for intensity, seed, run, record, scratch in sorted(families[family], key=lambda item: (item[0], item[1])):
+            estimators = record.estimators if record else {}
             rows.append([
                 _notebook_link(run, _number(intensity)), str(seed), _number(estimators.get("resque_dist")),
                 _number(estimators.get("resque_dist_paired")), _number(estimators.get("accuracy_drop")),
-                _epochs(run.record), _status(run), _epochs(run.scratch), _energy(run.record),
+                _epochs(record), _status(run, record), _epochs(scratch), _energy(record),
             ])
         header = ["intensity", "seed", "RESQUE_dist", "paired", "accuracy drop", "epochs", "stop", "from scratch", "kWh"]
-        if len({seed for _, seed, _ in families[family]}) == 1:  # one seed: say it once, keep the table narrow
+        if len({item[1] for item in families[family]}) == 1:  # one seed: say it once, keep the table narrow
             parts.append(f"Seed {families[family][0][1]}.\n")
             header, rows = header[:1] + header[2:], [row[:1] + row[2:] for row in rows]
         parts.append(_table(header, rows) + "\n")
@@ -161,7 +169,7 @@ def _tasks_page(runs: list[_Run]) -> str:
             classes = run.record.experiment.get("num_classes") if run.record else None
             rows.append([
                 _notebook_link(run, f"seed {seed}"), _number(classes), _number(estimators.get("resque_task")),
-                _number(estimators.get("resque_task_flatten_centroids")), _epochs(run.record), _status(run),
+                _number(estimators.get("resque_task_flatten_centroids")), _epochs(run.record), _status(run, run.record),
                 _epochs(run.scratch), _energy(run.record),
             ])
         parts.append(_table(["run", "classes", "RESQUE_task", "flattened", "epochs", "stop",
@@ -240,7 +248,8 @@ def _timings_snippet(study: _Study) -> str:
     rows.append(["**all notebooks**", str(len(everything)), f"**{_seconds(total)}**" if total else "–"])
     starts = sorted(str(r.papermill["start_time"]) for r in everything if r.papermill.get("start_time"))
     ends = sorted(str(r.papermill["end_time"]) for r in everything if r.papermill.get("end_time"))
-    machine = next((r.record.provenance for r in everything if r.record and r.record.provenance), {})
+    machine = next((record.provenance for r in everything for _, record, _ in r.parts
+                    if record is not None and record.provenance), {})
     lines = [
         f"Measured on the study this book was built from (profile `{_cell(profile)}`), "
         "from the execution times papermill stores in each notebook:\n",

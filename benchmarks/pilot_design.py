@@ -14,7 +14,7 @@ import argparse
 import time
 
 from resque.study.design import meets_spread, spread
-from resque.study.experiments import run_shift_grid, run_source, run_task
+from resque.study.experiments import run_shift_grid, run_source, run_task_grid
 from resque.study.profiles import expand, load_profile
 from resque.study.results import ResultsDir
 
@@ -44,7 +44,7 @@ def main() -> None:
             records = [o.record for o in run_shift_grid(profile, p["seed"], p["shift"], p["intensities"], args.results,
                                                         progress=False)]
         else:
-            records = [run_task(profile, p["seed"], p["task"], args.results, progress=False).record]
+            records = [o.record for o in run_task_grid(profile, p["seed"], p["tasks"], args.results, progress=False)]
         for record in records:
             t = record.totals
             print(f"{record.run_id:40s} {record.stop_reason:9s} epochs {t['epochs']:6.2f} "

@@ -268,3 +268,68 @@ def test_energy_vs_time():
     assert ax.get_xlabel() == "training + validation time (s)" and ax.get_ylabel() == "energy (kWh)"
     assert len(ax.collections) == 2
     plots.energy_vs_time(reporting.energy_table([]))  # no runs: an empty, labelled plot
+
+
+# --------------------------------------------------------------------------- pages of several runs
+
+
+def _shift_outcomes():
+    from types import SimpleNamespace
+
+    dist = DistResult(0.02, {0: 0.01, 1: 0.03}, {0: 5, 1: 5}, {0: 5, 1: 5}, "embedding")
+    outcomes = []
+    for intensity, accuracies, stop in ((0.0, (0.6,), "reached"), (0.2, (0.4, 0.6), "reached"),
+                                        (0.4, (0.3, 0.4), "cap")):
+        record = make_record(f"shift-x-{intensity:g}-seed0", accuracies=accuracies, stop_reason=stop)
+        record.experiment = {"target_accuracy": 0.5, "intensity": intensity}
+        record.totals["epochs"] = len(accuracies) - 1.0
+        scratch = make_record(kind="scratch", accuracies=(0.1, 0.3, 0.5), stop_reason="reached")
+        outcomes.append(SimpleNamespace(intensity=intensity, record=record, scratch=scratch, dist=dist,
+                                        dist_paired=None, accuracy_shifted=accuracies[0], classes=["a", "b"]))
+    return outcomes
+
+
+def test_grid_table_has_a_row_per_intensity_and_marks_censored_runs():
+    table = reporting.grid_table(_shift_outcomes())
+    assert list(table.index) == [0.0, 0.2, 0.4]
+    assert list(table["reuse epochs"]) == [0.0, 1.0, 1.0]
+    assert table.loc[0.4, "reuse stop"] == "cap (censored)" and table.loc[0.0, "reuse stop"] == "reached"
+    assert "RESQUE_dist (paired)" not in table and table["scratch epochs"].tolist() == [3.0] * 3
+
+
+def test_grid_figures_show_every_intensity_and_hollow_censored_markers():
+    outcomes = _shift_outcomes()
+    costs = plots.grid_costs(outcomes, title="x")
+    left, right = costs.axes
+    assert list(left.get_lines()[0].get_xdata()) == [0.0, 0.2, 0.4]
+    assert len(right.get_lines()) == 2  # reuse and scratch
+    faces = [c.get_facecolors() for c in right.collections if len(c.get_offsets())]
+    assert any(len(f) == 0 or f[0][3] == 0 for f in faces)  # the censored run is hollow
+    assert any(t.get_text().startswith("censored") for t in right.get_legend().get_texts())
+    curves = plots.grid_curves(outcomes)
+    assert len(curves.axes[0].get_lines()) == 3 + 1  # one per intensity, and the shared target
+
+
+def test_task_grid_table_and_figure():
+    from types import SimpleNamespace
+
+    outcomes = []
+    for task, value, stop in (("coarse", 0.2, "reached"), ("digits", 0.7, "cutoff-2")):
+        record = make_record(f"task-{task}-seed0", kind="task", stop_reason=stop)
+        record.estimators = {"resque_task": value}
+        record.experiment = {"num_classes": 4, "a_ref": 0.9, "target_accuracy": 0.855}
+        outcomes.append(SimpleNamespace(task=task, record=record, scratch=None))
+    table = reporting.task_grid_table(outcomes)
+    assert list(table.index) == ["coarse", "digits"] and table.loc["digits", "reuse stop"] == "cutoff-2 (censored)"
+    assert table.loc["coarse", "a_ref"] == 0.9 and "scratch epochs" not in table
+    figure = plots.task_costs(outcomes)
+    assert [t.get_text() for t in figure.axes[0].texts] == ["coarse", "digits"]
+
+
+def test_describe_no_yardstick_says_which_seeds_have_one():
+    from types import SimpleNamespace
+
+    subset = SimpleNamespace(scratch=True, shift_scratch_seeds=[0, 2])
+    assert "seeds 0, 2 only" in reporting.describe_no_yardstick(subset, "shift", 1)
+    off = SimpleNamespace(scratch=False, shift_scratch_seeds=None)
+    assert "scratch: false" in reporting.describe_no_yardstick(off, "shift", 0)

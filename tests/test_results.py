@@ -11,7 +11,7 @@ from resque.study.results import ResultsDir, format_intensity, parse_run_id, run
 @pytest.mark.parametrize("name", [
     "source-seed0", "shift-gaussian_noise-0.08-seed2", "shift-salt_and_pepper-1e-05-seed3", "shift-frost-1-seed10",
     "task-fashion_coarse4-seed1", "scratch-shift-frost-0.3-seed0", "scratch-task-digits_even_odd-seed4",
-    "energy", "analysis", "shift-gaussian_noise-seed2",
+    "energy", "analysis", "shift-gaussian_noise-seed2", "task-seed1",
 ])
 def test_run_ids_read_back_to_themselves(name):
     assert parse_run_id(name).run_id == name
@@ -27,6 +27,8 @@ def test_run_id_parts():
     page = parse_run_id("shift-frost-seed4")  # the page of a family's grid: no intensity
     assert (page.kind, page.shift, page.intensity, page.seed) == ("shift", "frost", None, 4)
     assert run_id("shift", seed=4, shift="frost") == "shift-frost-seed4"
+    tasks = parse_run_id("task-seed2")  # the page of a seed's tasks
+    assert (tasks.kind, tasks.task, tasks.seed) == ("task", None, 2) and run_id("task", seed=2) == "task-seed2"
 
 
 @pytest.mark.parametrize("bad", ["shift--seed0", "foo", "task--seed1", "source-seedx", "shift-frost-abc-seed0", 3])

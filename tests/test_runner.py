@@ -38,7 +38,7 @@ tasks: [fashion_coarse4]
 RUN_IDS = [
     "source-seed0",
     "shift-gaussian_noise-seed0",  # the family's page: one notebook, one record per intensity
-    "task-fashion_coarse4-seed0",
+    "task-seed0",  # the seed's tasks on one page, one record per task
     "energy",
     "analysis",
 ]
@@ -103,7 +103,8 @@ def write_templates(folder: Path, *, shift_fails_at: float | None = None, source
         "shift": ('shift = ""\nintensities = []\n', 'RUN_ID = f"shift-{shift}-seed{seed}"\n',
                   "need_source()\nfor intensity in intensities:\n" + shift_fail
                   + "    save_record('shift', f'shift-{shift}-{intensity:g}-seed{seed}', intensity=intensity)"),
-        "task": ('task = ""\n', 'RUN_ID = f"task-{task}-seed{seed}"\n', "need_source()\nsave_record('task')"),
+        "task": ('tasks = []\n', 'RUN_ID = f"task-seed{seed}"\n',
+                 "need_source()\nfor task in tasks:\n    save_record('task', f'task-{task}-seed{seed}')"),
         "energy": ("", 'RUN_ID = "energy"\n', "print('energy page')"),
         "analysis": ("", 'RUN_ID = "analysis"\n', "print(sorted(p.name for p in results.glob('records/*.json')))"),
     }

@@ -43,7 +43,9 @@ def test_shipped_profiles_load_and_expand(name):
     shift_runs = [run for e in experiments if e.kind == "shift" for run, _ in e.runs()]
     assert len(shift_runs) == n_shift and len(set(shift_runs)) == n_shift  # one record per intensity, none twice
     assert kinds.count("shift") <= len(profile.shifts) * len(profile.seeds)  # one page per family and seed
-    assert kinds.count("task") == len(profile.tasks) * len(profile.seeds)
+    task_runs = [run for e in experiments if e.kind == "task" for run, _ in e.runs()]
+    assert len(set(task_runs)) == len(task_runs) == len(profile.tasks) * len(profile.seeds)
+    assert kinds.count("task") == (len(profile.seeds) if profile.tasks else 0)  # one page per seed
 
 
 def test_required_profiles_exist():
@@ -64,8 +66,10 @@ def test_required_profiles_exist():
 def test_run_ids_name_the_experiment(tmp_path):
     experiments = expand(load_profile(write_profile(tmp_path)), "tiny", tmp_path)
     assert [e.run_id for e in experiments] == [
-        "source-seed0", "shift-gaussian_noise-seed0", "task-fashion_coarse4-seed0", "energy", "analysis",
+        "source-seed0", "shift-gaussian_noise-seed0", "task-seed0", "energy", "analysis",
     ]
+    assert experiments[2].runs() == [("task-fashion_coarse4-seed0", {**experiments[2].parameters,
+                                                                      "task": "fashion_coarse4"})]
     page = experiments[1]  # one notebook for the family's grid, one record per intensity
     assert page.parameters == {"profile": "tiny", "results_dir": str(tmp_path), "seed": 0,
                                "shift": "gaussian_noise", "intensities": [0.05, 0.3]}
@@ -218,3 +222,28 @@ def test_task_images_are_disjoint_from_the_source_training_images(tmp_path):
     assert len(task) == 5 * 40
     same = (task[:, None, :] == source[None, :, :]).all(dim=2)
     assert not same.any()
+
+
+def test_shift_yardsticks_on_some_seeds_only(tmp_path):
+    profile = load_profile(write_profile(tmp_path, TINY.replace("seeds: [0]", "seeds: [0, 1]")
+                                         + "shift_scratch_seeds: [0]\n"))
+    assert profile.trains_scratch("shift", 0) and not profile.trains_scratch("shift", 1)
+    assert profile.trains_scratch("task", 1)  # a task run needs its yardstick: it gives a_ref
+    # a change of the subset changes the settings of the runs it moves, and only theirs
+    assert profile.run_settings("shift", 1, shift="gaussian_noise", intensity=0.05)["scratch"] is False
+    assert profile.run_settings("shift", 0, shift="gaussian_noise", intensity=0.05)["scratch"] is True
+    with pytest.raises(resque.InvalidParameterError, match="shift_scratch_seeds"):
+        load_profile(write_profile(tmp_path, TINY + "shift_scratch_seeds: [3]\n", "bad.yaml"))
+
+
+def test_every_template_declares_the_parameters_the_runner_injects():
+    import json
+    from pathlib import Path
+
+    folder = Path(resque.__file__).resolve().parents[1] / "notebooks"
+    for experiment in expand(load_profile("quick"), "quick", "results/quick"):
+        cells = json.loads((folder / experiment.notebook).read_text())["cells"]
+        declared: dict = {}
+        exec("".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"]), declared)
+        missing = set(experiment.parameters) - set(declared)
+        assert not missing, (experiment.notebook, missing)  # papermill would inject names the notebook never reads

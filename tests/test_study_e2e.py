@@ -36,7 +36,7 @@ def test_a_dataset_the_machine_lacks_stops_the_study_before_any_kernel(tmp_path,
 
 
 def templates_failing_on(task: str, folder: Path) -> Path:
-    """A copy of the notebook templates whose task notebook fails for `task` (a failure mid-study)."""
+    """A copy of the notebook templates whose task page fails at `task`, after the tasks before it (a failure mid-study)."""
     source = Path(resque.__file__).resolve().parents[1] / "notebooks"
     folder.mkdir()
     for path in source.glob("*.ipynb"):
@@ -44,7 +44,13 @@ def templates_failing_on(task: str, folder: Path) -> Path:
         if path.name == "task.ipynb":
             at = next(i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])) + 1
             notebook.cells.insert(at, nbformat.v4.new_code_cell(
-                f"if task == {task!r}:\n    raise RuntimeError('stand-in failure of task {task}')"))
+                "import resque.study.experiments as experiments\n"
+                "real = experiments._run_task_with\n"
+                "def failing(profile, seed, task, *args, **kwargs):\n"
+                f"    if task == {task!r}:\n"
+                f"        raise RuntimeError('stand-in failure of task {task}')\n"
+                "    return real(profile, seed, task, *args, **kwargs)\n"
+                "experiments._run_task_with = failing"))
         nbformat.write(notebook, folder / path.name)
     return folder
 
@@ -67,17 +73,17 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
     finally:
         cluster.close()
 
-    assert list(summary.failed) == ["task-digits-seed0"]
-    assert "stand-in failure of task digits" in summary.failed["task-digits-seed0"]
-    assert results.failure("task-digits-seed0").exists() and results.notebook("task-digits-seed0").exists()
-    expected = ["source-seed0", "shift-gaussian_noise-seed0", "shift-frost-seed0", "task-fashion_coarse4-seed0",
-                "energy", "analysis"]
+    assert list(summary.failed) == ["task-seed0"]  # the page of the seed's tasks, failed at its second task
+    assert "stand-in failure of task digits" in summary.failed["task-seed0"]
+    assert results.failure("task-seed0").exists() and results.notebook("task-seed0").exists()
+    assert not results.complete("task-digits-seed0")
+    expected = ["source-seed0", "shift-gaussian_noise-seed0", "shift-frost-seed0", "energy", "analysis"]
     assert summary.done == expected
     records = ["source-seed0", "shift-gaussian_noise-0-seed0", "shift-gaussian_noise-0.1-seed0",
                "shift-frost-0.3-seed0", "task-fashion_coarse4-seed0"]
     for run_id in records:
         assert resque.load_record(results.record(run_id), require_complete=True).run_id == run_id
-    assert all(results.notebook(run_id).exists() for run_id in expected)
+    assert all(results.notebook(run_id).exists() for run_id in expected)  # fashion_coarse4 came before the failure
 
     frame = load_records(results.root)
     assert sorted(frame["run_id"]) == sorted(records[1:])

@@ -39,6 +39,7 @@ __all__ = [
     "run_shift",
     "run_shift_grid",
     "run_task",
+    "run_task_grid",
     "ShiftOutcome",
     "TaskOutcome",
 ]
@@ -352,6 +353,7 @@ class TaskOutcome:
     examples: torch.Tensor  # (8, C, H, W)
     example_labels: torch.Tensor  # (8,)
     classes: list[str] = field(default_factory=list)
+    task: str = ""
 
 
 def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os.PathLike,
@@ -361,11 +363,27 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
     The new task's images are brought to the source model's input shape. The
     default variant (mean pooling, centroid initialisation) is stored as
     ``resque_task``; the others as ``resque_task_<pool>_<init>``.
+    :func:`run_task_grid` runs several tasks of one seed and loads the source once.
     """
+    return run_task_grid(profile, seed, [task], results_dir, progress=progress)[0]
+
+
+def run_task_grid(profile: Profile | str, seed: int, tasks, results_dir: str | os.PathLike,
+                  *, progress: bool = True) -> list[TaskOutcome]:
+    """:func:`run_task` for each of `tasks`, in order: one record (and yardstick) per task, each saved when it ends."""
     profile = _profile(profile)
+    tasks = list(tasks)
+    if not tasks:
+        raise InvalidParameterError("tasks", tasks, "a non-empty list of task names")
+    source, _ = load_source(results_dir, seed)
+    # each task retrains a copy: the next one starts from the source model too
+    return [_run_task_with(profile, seed, task, results_dir, copy.deepcopy(source), progress) for task in tasks]
+
+
+def _run_task_with(profile: Profile, seed: int, task: str, results_dir, source: nn.Module,
+                   progress: bool) -> TaskOutcome:
     results = ResultsDir(results_dir)
     run_id = make_run_id("task", seed=seed, task=task)
-    source, _ = load_source(results_dir, seed)
     channels, size, _ = input_shape(source)
     options = dict(image_size=size, channels=channels, download=profile.download)
     spec = get_task(task)
@@ -410,4 +428,4 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
                           experiment=experiment, estimators=estimators, **run_options)
     record.save(results.record(run_id))
     return TaskOutcome(record=record, scratch=scratch, variants=variants, examples=tensors.images[:8],
-                       example_labels=tensors.labels[:8], classes=list(getattr(train, "classes", [])))
+                       example_labels=tensors.labels[:8], classes=list(getattr(train, "classes", [])), task=task)

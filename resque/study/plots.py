@@ -16,7 +16,7 @@ import pandas as pd
 from ..cost.measures import MEASURES
 from ..cost.records import RunRecord
 
-__all__ = ["CURVES", "angle_bars", "energy_vs_time", "grid_costs", "grid_curves", "image_grid", "training_curves"]
+__all__ = ["CURVES", "angle_bars", "energy_vs_time", "grid_costs", "grid_curves", "image_grid", "task_costs", "training_curves"]
 
 #: Training-curve panels: name -> (per-evaluation keys of ``record.evaluations`` to draw, y label, title).
 CURVES = {
@@ -276,5 +276,34 @@ def grid_curves(outcomes, *, title: str | None = None):
     ax.set_ylabel("validation accuracy")
     ax.set_title(title or "Retraining at each intensity")
     ax.legend(title="intensity", fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def task_costs(outcomes, *, title: str | None = None):
+    """The tasks of a seed at a glance: the cost of retraining for each task against its RESQUE_task.
+
+    One point per task, labelled; reuse filled, the from-scratch yardstick
+    (to the same target) as a square; a hollow marker is a censored run (its
+    cost is a lower bound).
+    """
+    figure, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, colour, marker, pick in (("reuse", "C0", "o", lambda o: o.record),
+                                       ("from scratch", "C1", "s", lambda o: o.scratch)):
+        points = [(float(o.record.estimators.get("resque_task", np.nan)), pick(o)) for o in outcomes
+                  if pick(o) is not None]
+        for index, (x, record) in enumerate(points):
+            y = float(record.totals.get("epochs") or 0.0)
+            style = {"facecolors": "none", "edgecolors": colour} if record.censored else {"color": colour}
+            ax.scatter([x], [y], marker=marker, s=40, zorder=3, label=name if index == 0 else None, **style)
+    for outcome in outcomes:
+        ax.annotate(outcome.task, (float(outcome.record.estimators.get("resque_task", np.nan)),
+                                   float(outcome.record.totals.get("epochs") or 0.0)),
+                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("RESQUE_task (1 - ARI)")
+    ax.set_ylabel("epochs to the target")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title or "Cost of retraining for each task")
+    ax.legend(fontsize=7)
     figure.tight_layout()
     return figure

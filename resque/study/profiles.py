@@ -270,7 +270,8 @@ class Experiment:
     path), ``results_dir``, ``seed`` and its own keys. A shift experiment is
     the page of one family and seed: it runs the family's whole intensity grid
     (``intensities``) in one kernel and writes one record per intensity
-    (:meth:`runs`).
+    (:meth:`runs`); a task experiment is the page of a seed's ``tasks``, one
+    record per task.
     """
 
     run_id: str
@@ -286,9 +287,11 @@ class Experiment:
         if self.kind in SUMMARY_IDS:
             return []
         p = self.parameters
-        if self.kind == "shift":
+        if self.kind == "shift" and "intensities" in p:
             return [(run_id("shift", seed=p["seed"], shift=p["shift"], intensity=value), {**p, "intensity": value})
                     for value in p["intensities"]]
+        if self.kind == "task" and "tasks" in p:
+            return [(run_id("task", seed=p["seed"], task=task), {**p, "task": task}) for task in p["tasks"]]
         return [(self.run_id, p)]
 
 
@@ -355,8 +358,8 @@ def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -
     """All experiments of `profile`, in the order they must run.
 
     Source models come first (one per seed), then one page per shift family x
-    seed (its whole intensity grid) and one per task x seed, then the energy
-    page, then the analysis. Shift intensities whose data repeat an earlier
+    seed (its whole intensity grid) and one per seed for its tasks, then the
+    energy page, then the analysis. Shift intensities whose data repeat an earlier
     one's are left out (:meth:`Profile.duplicate_shifts`), and so is a family
     left with none.
     """
@@ -372,9 +375,9 @@ def expand(profile: Profile, profile_ref: str, results_dir: str | os.PathLike) -
             if kept:
                 experiments.append(Experiment(run_id("shift", seed=seed, shift=family), "shift",
                                               {**common, "seed": seed, "shift": family, "intensities": kept}))
-        for task in profile.tasks:
-            experiments.append(Experiment(run_id("task", seed=seed, task=task), "task",
-                                          {**common, "seed": seed, "task": task}))
+        if profile.tasks:
+            experiments.append(Experiment(run_id("task", seed=seed), "task",
+                                          {**common, "seed": seed, "tasks": list(profile.tasks)}))
     for summary in SUMMARY_IDS:
         experiments.append(Experiment(run_id(summary), summary, {**common, "seed": profile.seeds[0]}))
     return experiments

@@ -26,6 +26,7 @@ __all__ = [
     "compare_costs",
     "costs_table",
     "describe_energy",
+    "describe_no_yardstick",
     "describe_stop",
     "describe_task_variants",
     "energy_table",
@@ -37,6 +38,7 @@ __all__ = [
     "load_records",
     "measure_gpu_energy",
     "sample_images",
+    "task_grid_table",
     "task_variants_table",
 ]
 
@@ -138,6 +140,26 @@ def describe_stop(record: RunRecord) -> str:
     if record.kind in ("shift", "task"):
         text += ", and the analysis treats it as censored"
     return text + "."
+
+
+def describe_no_yardstick(profile, kind: str, seed: int) -> str:
+    """Why a run of `kind` and `seed` has no from-scratch yardstick under `profile` (a Markdown sentence).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> describe_no_yardstick(SimpleNamespace(scratch=True, shift_scratch_seeds=[0]), "shift", 1)
+    'No from-scratch yardstick for this run: the profile trains it for the shift runs of seed 0 only (`shift_scratch_seeds`), so what reuse saves is measured there; reuse costs only.'
+    """
+    if not profile.scratch:
+        return "The profile trains no from-scratch yardstick (`scratch: false`); reuse costs only."
+    seeds = getattr(profile, "shift_scratch_seeds", None)
+    if kind == "shift" and seeds is not None and seed not in seeds:
+        listed = ", ".join(str(s) for s in seeds) or "none"
+        return (f"No from-scratch yardstick for this run: the profile trains it for the shift runs of seed"
+                f"{'s' if len(seeds) > 1 else ''} {listed} only (`shift_scratch_seeds`), so what reuse saves is "
+                "measured there; reuse costs only.")
+    return "No from-scratch yardstick was recorded for this run; reuse costs only."
 
 
 def describe_energy(record: RunRecord) -> str:
@@ -245,7 +267,7 @@ def grid_table(outcomes) -> pd.DataFrame:
     ...                 experiment={"target_accuracy": 0.8})
     >>> row = SimpleNamespace(intensity=0.1, record=run, scratch=None, dist=0.02, dist_paired=None,
     ...                       accuracy_shifted=0.7)
-    >>> grid_table([row]).loc[0.1, "reuse epochs"]
+    >>> float(grid_table([row]).loc[0.1, "reuse epochs"])
     1.5
     """
     rows = {}
@@ -266,6 +288,33 @@ def grid_table(outcomes) -> pd.DataFrame:
         rows[float(outcome.intensity)] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "intensity"
+    return table
+
+
+def task_grid_table(outcomes) -> pd.DataFrame:
+    """One row per task of a seed's task page (:func:`resque.study.experiments.run_task_grid`).
+
+    Columns: classes, RESQUE_task (the default variant), ``a_ref`` (the
+    yardstick's best validation accuracy) and the target, the retraining's
+    cost in epochs and its stop reason (``censored`` marks a lower bound), and
+    the yardstick's epochs to the same target.
+    """
+    rows = {}
+    for outcome in outcomes:
+        record, experiment = outcome.record, outcome.record.experiment
+        row = {
+            "classes": experiment.get("num_classes"),
+            "RESQUE_task": _number(record.estimators.get("resque_task")),
+            "a_ref": _number(experiment.get("a_ref")),
+            "target": _number(experiment.get("target_accuracy")),
+            "reuse epochs": _number(record.totals.get("epochs")),
+            "reuse stop": record.stop_reason + (" (censored)" if is_censored(record) else ""),
+        }
+        if outcome.scratch is not None:
+            row["scratch epochs"] = _number(outcome.scratch.totals.get("epochs"))
+        rows[outcome.task or record.run_id] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "task"
     return table
 
 

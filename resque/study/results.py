@@ -15,6 +15,7 @@ Run ids (:func:`run_id`, read back by :func:`parse_run_id`)::
     shift-gaussian_noise-0.08-seed0   a shift family at one intensity (written with :func:`format_intensity`)
     shift-gaussian_noise-seed0        the page (notebook) of a family's whole intensity grid, one record per intensity
     task-fashion_coarse4-seed0        a task change
+    task-seed0                        the page (notebook) of every task of a seed, one record per task
     scratch-<run id>                  the from-scratch yardstick of a shift or task run
     energy, analysis                  the study's summary pages
 """
@@ -79,8 +80,8 @@ def run_id(kind: str, *, seed: int | None = None, shift: str | None = None, inte
         if intensity is None:
             return f"shift-{shift}-seed{seed}"
         return f"shift-{shift}-{format_intensity(intensity)}-seed{seed}"
-    if not task:
-        raise InvalidParameterError("task", task, "a task name")
+    if not task:  # the page of every task of the seed
+        return f"task-seed{seed}"
     return f"task-{task}-seed{seed}"
 
 
@@ -92,7 +93,7 @@ def scratch_run_id(of_run_id: str) -> str:
 def parse_run_id(name: str) -> RunName:
     """Read a run id back into its parts; anything else is an error naming the forms allowed."""
     forms = ("source-seed<k>, shift-<family>-<intensity>-seed<k>, shift-<family>-seed<k>, task-<task>-seed<k>, "
-             "scratch-<run id>, energy, analysis")
+             "task-seed<k>, scratch-<run id>, energy, analysis")
     if not isinstance(name, str):
         raise InvalidParameterError("run_id", name, forms)
     if name in SUMMARY_IDS:
@@ -106,6 +107,8 @@ def parse_run_id(name: str) -> RunName:
     seed, body = int(seeded["seed"]), seeded["body"]
     if kind == "source" and body == "source":
         return RunName("source", seed)
+    if kind == "task" and body == "task":  # the page of the seed's tasks
+        return RunName("task", seed)
     if kind == "task" and body.startswith("task-") and len(body) > len("task-"):
         return RunName("task", seed, task=body[len("task-"):])
     if kind == "shift":

@@ -38,10 +38,10 @@ class _Run:
     record: RunRecord | None = None
     scratch: RunRecord | None = None
     failed: dict[str, Any] | None = None
-    #: (intensity, record, yardstick) of each run the notebook makes: one, or one per intensity of a shift
-    #: page (a shift family's grid); the record is None where there is none (yet)
-    parts: list[tuple[float | None, RunRecord | None, RunRecord | None]] = field(default_factory=list)
-    page: bool = False  # a shift family's grid: one notebook, a record per intensity
+    #: (key, record, yardstick) of each run the notebook makes: one, or one per intensity of a shift page (a
+    #: family's grid; key: the intensity) or per task of a task page (key: the task); record None where none (yet)
+    parts: list[tuple[Any, RunRecord | None, RunRecord | None]] = field(default_factory=list)
+    page: bool = False  # one notebook, a record per intensity (a shift family's grid) or per task (a seed's tasks)
     target: str = ""  # path under _generated, without suffix
     notebook: Any = None  # the copy to write, when it differs from `source`
 
@@ -64,15 +64,16 @@ def _collect(results_dir: Path) -> _Study:
     found = results.read_records()
     records = {record.run_id: record for record in found.records}
     study = _Study(root=results_dir, unreadable=dict(found.unreadable))
-    by_page: dict[str, list[RunRecord]] = {}  # a shift page's id -> the records of its intensities
+    by_page: dict[str, list[RunRecord]] = {}  # a page's id -> the records of its intensities or tasks
     for record in found.records:
         try:
             name = parse_run_id(record.run_id)
         except InvalidParameterError:
             continue
         if name.kind == "shift" and name.intensity is not None:
-            page = run_id_of("shift", seed=name.seed, shift=name.shift)
-            by_page.setdefault(page, []).append(record)
+            by_page.setdefault(run_id_of("shift", seed=name.seed, shift=name.shift), []).append(record)
+        elif name.kind == "task" and name.task is not None:
+            by_page.setdefault(run_id_of("task", seed=name.seed), []).append(record)
     for group in GROUPS:
         study.runs[group] = []
     for path in sorted((results_dir / "notebooks").glob("*.ipynb")):
@@ -93,11 +94,13 @@ def _collect(results_dir: Path) -> _Study:
             run.title = label
         if run.record is not None:  # the run names its yardstick
             run.scratch = records.get(run.record.experiment.get("scratch_run_id"))
-        run.page = kind == "shift" and parse_run_id(run_id).intensity is None
+        name = parse_run_id(run_id) if kind in GROUPS else None
+        run.page = (kind == "shift" and name.intensity is None) or (kind == "task" and name.task is None)
         if run.page:
             run.parts = _page_parts(run, by_page.get(run_id, []), records)
         elif run.record is not None:
-            run.parts = [(run.record.experiment.get("intensity"), run.record, run.scratch)]
+            run.parts = [(run.record.experiment.get("intensity" if kind == "shift" else "task"), run.record,
+                          run.scratch)]
         failure = results.failure(run_id)
         if failure.exists():
             try:
@@ -116,14 +119,27 @@ def _collect(results_dir: Path) -> _Study:
 
 
 def _page_parts(run: _Run, found: list[RunRecord], records: dict[str, RunRecord]) -> list:
-    """(intensity, record, yardstick) of each intensity of a shift page: those it was run with, and any record found."""
-    by_intensity = {format_intensity(r.experiment.get("intensity", 0.0)): r for r in found}
-    asked = run.papermill.get("parameters", {}).get("intensities") or []
-    keys = {format_intensity(value): float(value) for value in asked}
-    keys.update({key: float(r.experiment.get("intensity", 0.0)) for key, r in by_intensity.items()})
+    """(key, record, yardstick) of each run of a page: those it was run with, and any record found.
+
+    The key is the intensity of a shift page's run, the task of a task page's;
+    the runs come in order of intensity, or in the page's order of tasks.
+    """
+    parameters = run.papermill.get("parameters", {})
+    if parse_run_id(run.run_id).kind == "shift":
+        def key(value):
+            return format_intensity(value)
+        by_key = {key(r.experiment.get("intensity", 0.0)): r for r in found}
+        values = {key(v): float(v) for v in parameters.get("intensities") or []}
+        values.update({k: float(r.experiment.get("intensity", 0.0)) for k, r in by_key.items()})
+        order = sorted(values, key=values.get)
+    else:
+        by_key = {str(r.experiment.get("task")): r for r in found}
+        values = {str(t): str(t) for t in parameters.get("tasks") or []}
+        values.update({k: k for k in by_key})
+        order = list(values)
     parts = []
-    for key, value in sorted(keys.items(), key=lambda item: item[1]):
-        record = by_intensity.get(key)
+    for k in order:
+        record = by_key.get(k)
         scratch = records.get(record.experiment.get("scratch_run_id")) if record is not None else None
-        parts.append((value, record, scratch))
+        parts.append((values[k], record, scratch))
     return parts

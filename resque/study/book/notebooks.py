@@ -71,7 +71,9 @@ def _run_label(kind: str, parameters: dict[str, Any], record: RunRecord | None, 
         return f"{str(family).replace('_', ' ').capitalize()} at {float(intensity):g}{seed_text}"
     if kind == "task":
         task = parameters.get("task", experiment.get("task"))
-        return None if task is None else f"Task {task}{seed_text}"
+        if task is None:  # the page of the seed's tasks
+            return None if seed is None else f"Tasks, seed {seed}"
+        return f"Task {task}{seed_text}"
     if kind == "source":
         return None if seed is None else f"Source model, seed {seed}"
     return None

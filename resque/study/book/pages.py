@@ -91,8 +91,9 @@ def _family_of(run: _Run, intensity: float | None, record: RunRecord | None) -> 
 def _status(run: _Run, record: RunRecord | None) -> str:
     """One run's stop reason, or why there is none.
 
-    The intensities of a shift page are runs of their own: those whose record
-    is complete keep their stop reason even when a later one failed.
+    The runs of a page (a shift family's intensities, a seed's tasks) are runs
+    of their own: those whose record is complete keep their stop reason even
+    when a later one failed.
     """
     if record is not None and not record.complete:
         return "**failed**"
@@ -139,38 +140,39 @@ def _shifts_page(runs: list[_Run]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _task_of(run: _Run) -> tuple[str, int]:
-    """Task and seed of a task run: from its record, else from its run id."""
+def _task_of(run: _Run, task: str | None, record: RunRecord | None) -> tuple[str, int]:
+    """Task and seed of one task run of `run`'s notebook: from its record, else from the page or run id."""
     name = parse_run_id(run.run_id)
-    experiment = run.record.experiment if run.record else {}
-    seed = run.record.seed if run.record else name.seed
-    return str(experiment.get("task") or name.task), int(seed or 0)
+    experiment = record.experiment if record else {}
+    seed = record.seed if record else name.seed
+    return str(experiment.get("task") or task or name.task), int(seed or 0)
 
 
 def _tasks_page(runs: list[_Run]) -> str:
     parts = [
         "# Task changes\n",
-        "One section per new task. RESQUE_task is `1 - ARI` of k-means on the source "
-        "model's embeddings of the new task; the default variant (mean pooling, k-means "
-        "started at the true class centroids) is shown with the flattened-embedding "
+        "One section per new task; each seed links to the notebook of that seed's tasks. RESQUE_task is "
+        "`1 - ARI` of k-means on the source model's embeddings of the new task; the default variant (mean "
+        "pooling, k-means started at the true class centroids) is shown with the flattened-embedding "
         "variant beside it. Retraining replaces the last layer and fine-tunes everything.\n",
     ]
     if not runs:
         parts.append(NO_RUNS)
-    tasks: dict[str, list[tuple[int, _Run]]] = {}
+    tasks: dict[str, list[tuple[int, _Run, RunRecord | None, RunRecord | None]]] = {}
     for run in runs:
-        task, seed = _task_of(run)
-        tasks.setdefault(task, []).append((seed, run))
+        for key, record, scratch in run.parts or [(None, None, None)]:  # no record: still a row
+            task, seed = _task_of(run, key, record)
+            tasks.setdefault(task, []).append((seed, run, record, scratch))
     for task in sorted(tasks):
         parts.append(f"## {task}\n")
         rows = []
-        for seed, run in sorted(tasks[task], key=lambda item: item[0]):
-            estimators = run.record.estimators if run.record else {}
-            classes = run.record.experiment.get("num_classes") if run.record else None
+        for seed, run, record, scratch in sorted(tasks[task], key=lambda item: item[0]):
+            estimators = record.estimators if record else {}
+            classes = record.experiment.get("num_classes") if record else None
             rows.append([
                 _notebook_link(run, f"seed {seed}"), _number(classes), _number(estimators.get("resque_task")),
-                _number(estimators.get("resque_task_flatten_centroids")), _epochs(run.record), _status(run, run.record),
-                _epochs(run.scratch), _energy(run.record),
+                _number(estimators.get("resque_task_flatten_centroids")), _epochs(record), _status(run, record),
+                _epochs(scratch), _energy(record),
             ])
         parts.append(_table(["run", "classes", "RESQUE_task", "flattened", "epochs", "stop",
                              "from scratch", "kWh"], rows) + "\n")

@@ -55,6 +55,19 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
     grid_options(plan)
     plan.set_defaults(func=_cmd_study_plan)
 
+    spread = sub.add_parser(
+        "spread", help="how much the cost of a study's shift runs spreads, and whether the design criteria hold",
+        description="Per shift family and pooled: runs, distinct costs, min / median / max, interquartile range and "
+                    "censored runs of the cost in epochs, from the study's records; then whether the criteria of a "
+                    "publishable design hold (no family where every run costs the same, IQR >= 1 epoch, at most "
+                    "15 %% censored). Exit status 0 either way: it reports.",
+    )
+    spread.add_argument("--profile", required=True, help="profile name or YAML path (gives the default folder)")
+    spread.add_argument("--results", metavar="DIR", default=None,
+                        help="results folder (default: $RESQUE_RESULTS/<profile> or results/<profile>)")
+    spread.add_argument("--measure", default="epochs", help="a cost in the records' totals (default: epochs)")
+    spread.set_defaults(func=_cmd_study_spread)
+
     run = sub.add_parser(
         "run", help="execute the experiments of a profile",
         description="Execute every experiment of a profile as a papermill notebook. Experiments with a complete "
@@ -138,6 +151,22 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
         rerun_changed=args.rerun_changed,
     )
     return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def _cmd_study_spread(args: argparse.Namespace) -> int:
+    from .study.design import meets_spread, spread
+    from .study.runner import plan_study
+
+    name, root, _ = plan_study(args.profile, args.results)
+    table = spread(root, args.measure)
+    if not int(table.loc["all", "runs"]):
+        print(f"No finished shift run in {root} yet (run `resque study run --profile {args.profile}` first).")
+        return EXIT_OK
+    print(f"Cost of the shift runs ({args.measure}) in {root}, profile {name!r}:")
+    print(table.round(2).to_string())
+    ok, problems = meets_spread(table)
+    print("design criteria met" if ok else "design criteria NOT met: " + "; ".join(problems))
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- entry point

@@ -165,6 +165,7 @@ def test_assemble_writes_every_page(tmp_path):
     assert book.notebook_title(nbformat.read(generated / "energy.ipynb", as_version=4), "") == "Energy and carbon"
     assert "0.021" in shifts and "| 4 |" in shifts  # RESQUE_dist and the scratch yardstick's epochs
     assert "**failed**" in shifts
+    assert "## Does the cost spread?" in shifts and "**The criteria do not hold**" in shifts  # 1 of 2 censored
     assert (generated / "figures" / "headline.png").read_bytes() == PNG
     timings = (generated / "timings.inc.md").read_text()
     assert "profile `smoke`" in timings and "**75 s**" in timings  # 6 notebooks x 12.5 s of papermill duration
@@ -272,3 +273,12 @@ def test_tutorial_python_blocks_run(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, str(tutorial), "exec"), namespace)
     assert 0 <= float(namespace["score"]) <= 1
+
+
+def test_timings_quote_the_runners_throughput(tmp_path):
+    results = synthetic_results(tmp_path / "results")
+    (results / "summary.json").write_text(json.dumps({"wall_seconds": 300.0, "throughput": {
+        "wall_seconds": 300.0, "train_eval_seconds": 200.0, "overhead_seconds": 100.0, "ratio": 1.5}}))
+    generated = book.assemble(results, book_sources(tmp_path / "site") / "book")
+    timings = (generated / "timings.inc.md").read_text()
+    assert "**5.0 min** of wall time" in timings and "(train + eval) = **1.50**" in timings and "3.3 min" in timings

@@ -39,3 +39,17 @@ def test_only_complete_shift_records_count(tmp_path):
         record.save(tmp_path / "records" / f"{record.run_id}.json")
     table = spread(tmp_path)  # a results folder works too
     assert table.loc["all", "runs"] == 2 and table.loc["all", "max"] == 2.0
+
+
+def test_study_spread_command_prints_the_table_and_the_verdict(tmp_path, capsys):
+    from resque.cli import main
+
+    results = tmp_path / "results"
+    assert main(["study", "spread", "--profile", "smoke", "--results", str(results)]) == 0
+    assert "No finished shift run" in capsys.readouterr().out
+    for record in [run("a", i, e) for i, e in enumerate([0.0, 0.5, 1.25, 3.0])] + [run("b", 0, 1.0, stop="cap")]:
+        record.save(results / "records" / f"{record.run_id}.json")
+    assert main(["study", "spread", "--profile", "smoke", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "iqr" in out and "all" in out
+    assert "design criteria NOT met:" in out and "20% of runs censored > 15%" in out

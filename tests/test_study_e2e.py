@@ -113,5 +113,5 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert all(word in printed for word in ("RESQUE_dist", "epochs", "kWh", "CO2"))
 
     again = run_study(profile_path, results.root, progress=False, notebooks_dir=templates)  # local executor
-    assert again.done == [] and list(again.failed) == ["task-digits-seed0"]
+    assert again.done == [] and list(again.failed) == ["task-seed0"]
     assert set(again.skipped) == set(expected)

@@ -196,6 +196,7 @@ class _ShiftSetting:
     on_clean: object
     on_original: object
     clean_tensors: TensorData
+    test_tensors: TensorData
     a_src: float
 
 
@@ -210,6 +211,7 @@ def _shift_setting(profile: Profile, seed: int, results_dir, progress: bool) -> 
         on_clean=dataset_pass(source, data.shifted_base, layer, name="clean S1+S2", progress=progress),
         on_original=dataset_pass(source, data.original, layer, name="original", progress=progress),
         clean_tensors=as_tensors(data.shifted_base, "shifted_base"),
+        test_tensors=as_tensors(data.test, "test"),
         a_src=source_accuracy(results_dir, seed),
     )
 
@@ -253,11 +255,17 @@ def run_shift_grid(
     return [_run_shift_at(setting, shift, intensity, progress) for intensity in intensities]
 
 
+def _items(tensors: TensorData):
+    """A map-style dataset of (image, label) over tensors already decoded (no per-image decoding)."""
+    return torch.utils.data.TensorDataset(tensors.images, tensors.labels)
+
+
 def _run_shift_at(setting: _ShiftSetting, shift: str, intensity: float, progress: bool) -> ShiftOutcome:
     profile, results, seed, source, data, layer = (setting.profile, setting.results, setting.seed, setting.source,
                                                    setting.data, setting.layer)
     run_id = make_run_id("shift", seed=seed, shift=shift, intensity=intensity)
-    shifted = ShiftedDataset(data.shifted_base, shift, intensity, seed=seed, progress=progress)
+    # the shift is applied to the clean images decoded once per page (the same values as data.shifted_base's)
+    shifted = ShiftedDataset(_items(setting.clean_tensors), shift, intensity, seed=seed, progress=progress)
     # One forward pass per dataset serves RESQUE, its paired form, the accuracies and every baseline.
     on_shifted = dataset_pass(source, shifted, layer, name="shifted", progress=progress)
     on_clean, on_original = setting.on_clean, setting.on_original
@@ -283,7 +291,7 @@ def _run_shift_at(setting: _ShiftSetting, shift: str, intensity: float, progress
     fit, val = validation_split(shifted_tensors.labels, validation_share(len(shifted_tensors)), seed=seed)
     train_set = TensorData(shifted_tensors.images[fit], shifted_tensors.labels[fit])
     val_set = TensorData(shifted_tensors.images[val], shifted_tensors.labels[val])
-    test_shifted = ShiftedDataset(data.test, shift, intensity, seed=seed + 10_000, progress=False)
+    test_shifted = ShiftedDataset(_items(setting.test_tensors), shift, intensity, seed=seed + 10_000, progress=False)
     # "Get back to where you were": the target is rho x the source model's clean validation accuracy.
     a_src = setting.a_src
     config = replace(profile.retrain_config(seed), target_accuracy=profile.rho * a_src)

@@ -137,7 +137,29 @@ def _shifts_page(runs: list[_Run]) -> str:
             parts.append(f"Seed {families[family][0][1]}.\n")
             header, rows = header[:1] + header[2:], [row[:1] + row[2:] for row in rows]
         parts.append(_table(header, rows) + "\n")
+    records = [record for run in runs for _, record, _ in run.parts if record is not None]
+    if records:
+        parts.append(_spread_section(records))
     return "\n".join(parts) + "\n"
+
+
+def _spread_section(records: list[RunRecord]) -> str:
+    """Does the cost spread? The design criteria (resque.study.design) on this study's shift runs."""
+    from ..design import MAX_CENSORED, MIN_IQR, meets_spread, spread
+
+    table = spread(records)
+    ok, problems = meets_spread(table)
+    rows = [[_cell(str(family)), str(int(row["runs"])), str(int(row["distinct"])), _number(row["min"]),
+             _number(row["median"]), _number(row["max"]), _number(row["iqr"]),
+             f"{int(row['censored'])} ({row['censored_share']:.0%})"] for family, row in table.iterrows()]
+    verdict = ("**The criteria hold.**" if ok else "**The criteria do not hold**: " + "; ".join(problems) + ".")
+    return ("## Does the cost spread?\n\n"
+            "A study can only say whether an index predicts a cost if that cost varies. The criteria of the "
+            f"design (method page): no family where every run costs the same, an interquartile range of at "
+            f"least {MIN_IQR:g} epoch, at most {MAX_CENSORED:.0%} of the runs censored. Cost in epochs to the "
+            "target, every seed pooled:\n\n"
+            + _table(["family", "runs", "distinct costs", "min", "median", "max", "IQR", "censored"], rows)
+            + f"\n\n{verdict}\n")
 
 
 def _task_of(run: _Run, task: str | None, record: RunRecord | None) -> tuple[str, int]:
@@ -261,12 +283,18 @@ def _timings_snippet(study: _Study) -> str:
     summary = study.root / "summary.json"
     if summary.exists():
         try:
-            wall = json.loads(summary.read_text()).get("wall_seconds")
+            content = json.loads(summary.read_text())
+            wall, throughput = content.get("wall_seconds"), content.get("throughput") or {}
         except (OSError, ValueError, AttributeError):
-            wall = None
+            wall, throughput = None, {}
         if wall is not None:
             lines.append(f"The runner's own summary (`summary.json`) gives **{_seconds(wall)}** of wall time "
                          "for the whole study, kernel start-ups and waiting included.\n")
+        if throughput.get("ratio") is not None:
+            lines.append(f"Of that, the runs spent {_seconds(throughput.get('train_eval_seconds'))} training and "
+                         "evaluating (their records' `train_seconds + eval_seconds`, yardsticks included): wall / "
+                         f"(train + eval) = **{throughput['ratio']:.2f}**; the rest is overhead (kernel starts, "
+                         "imports, loading data, RESQUE and the other predictors, figures).\n")
     if starts and ends:
         lines.append(f"First notebook started {starts[0]}, last one ended {ends[-1]} (UTC).\n")
     if machine:

@@ -67,3 +67,11 @@ def test_a_corrupt_record_is_named_never_dropped(tmp_path):
     assert "shift-frost-0.3-seed0.json" in found.describe_unreadable() and "not a JSON run record" in found.describe_unreadable()
     assert not results.complete("shift-frost-0.3-seed0") and results.complete("source-seed0")
     assert read_records(tmp_path / "nowhere").missing
+
+
+def test_a_run_names_the_page_that_makes_it():
+    assert parse_run_id("shift-frost-0.3-seed1").page == "shift-frost-seed1"
+    assert parse_run_id("task-digits-seed2").page == "task-seed2"
+    assert parse_run_id("source-seed0").page == "source-seed0"
+    assert parse_run_id("shift-frost-seed1").is_page and parse_run_id("task-seed2").is_page
+    assert not parse_run_id("shift-frost-0.3-seed1").is_page and not parse_run_id("source-seed0").is_page

@@ -64,6 +64,20 @@ class RunName:
             return scratch_run_id(self.of.run_id)
         return run_id(self.kind, seed=self.seed, shift=self.shift, intensity=self.intensity, task=self.task)
 
+    @property
+    def is_page(self) -> bool:
+        """True for the notebook of several runs: a shift family's grid, or a seed's tasks."""
+        return (self.kind == "shift" and self.intensity is None) or (self.kind == "task" and self.task is None)
+
+    @property
+    def page(self) -> str:
+        """The run id of the notebook that makes this run: its page, or the run itself."""
+        if self.kind == "shift" and self.intensity is not None:
+            return run_id("shift", seed=self.seed, shift=self.shift)
+        if self.kind == "task" and self.task is not None:
+            return run_id("task", seed=self.seed)
+        return self.run_id
+
 
 def run_id(kind: str, *, seed: int | None = None, shift: str | None = None, intensity: float | None = None,
            task: str | None = None) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...cost.records import RunRecord
 from ...errors import InvalidParameterError
-from ..results import ResultsDir, format_intensity, parse_run_id, run_id as run_id_of
+from ..results import ResultsDir, format_intensity, parse_run_id
 from .notebooks import _papermill, _read_notebook, _retitle, _run_label, notebook_title
 
 #: Where the book's generated pages go, under book/.
@@ -41,9 +41,13 @@ class _Run:
     #: (key, record, yardstick) of each run the notebook makes: one, or one per intensity of a shift page (a
     #: family's grid; key: the intensity) or per task of a task page (key: the task); record None where none (yet)
     parts: list[tuple[Any, RunRecord | None, RunRecord | None]] = field(default_factory=list)
-    page: bool = False  # one notebook, a record per intensity (a shift family's grid) or per task (a seed's tasks)
     target: str = ""  # path under _generated, without suffix
     notebook: Any = None  # the copy to write, when it differs from `source`
+
+    @property
+    def page(self) -> bool:
+        """One notebook, a record per intensity (a shift family's grid) or per task (a seed's tasks)."""
+        return parse_run_id(self.run_id).is_page
 
     @property
     def link(self) -> str:
@@ -67,13 +71,9 @@ def _collect(results_dir: Path) -> _Study:
     by_page: dict[str, list[RunRecord]] = {}  # a page's id -> the records of its intensities or tasks
     for record in found.records:
         try:
-            name = parse_run_id(record.run_id)
+            by_page.setdefault(parse_run_id(record.run_id).page, []).append(record)
         except InvalidParameterError:
             continue
-        if name.kind == "shift" and name.intensity is not None:
-            by_page.setdefault(run_id_of("shift", seed=name.seed, shift=name.shift), []).append(record)
-        elif name.kind == "task" and name.task is not None:
-            by_page.setdefault(run_id_of("task", seed=name.seed), []).append(record)
     for group in GROUPS:
         study.runs[group] = []
     for path in sorted((results_dir / "notebooks").glob("*.ipynb")):
@@ -94,10 +94,8 @@ def _collect(results_dir: Path) -> _Study:
             run.title = label
         if run.record is not None:  # the run names its yardstick
             run.scratch = records.get(run.record.experiment.get("scratch_run_id"))
-        name = parse_run_id(run_id) if kind in GROUPS else None
-        run.page = (kind == "shift" and name.intensity is None) or (kind == "task" and name.task is None)
         if run.page:
-            run.parts = _page_parts(run, by_page.get(run_id, []), records)
+            run.parts = _page_parts(run, kind, by_page.get(run_id, []), records)
         elif run.record is not None:
             run.parts = [(run.record.experiment.get("intensity" if kind == "shift" else "task"), run.record,
                           run.scratch)]
@@ -118,28 +116,27 @@ def _collect(results_dir: Path) -> _Study:
     return study
 
 
-def _page_parts(run: _Run, found: list[RunRecord], records: dict[str, RunRecord]) -> list:
+def _page_parts(run: _Run, kind: str, found: list[RunRecord], records: dict[str, RunRecord]) -> list:
     """(key, record, yardstick) of each run of a page: those it was run with, and any record found.
 
-    The key is the intensity of a shift page's run, the task of a task page's;
-    the runs come in order of intensity, or in the page's order of tasks.
+    The key is the intensity of a shift page's run (matched as run ids write
+    it), the task of a task page's; runs come in order of intensity, or in the
+    page's order of tasks.
     """
     parameters = run.papermill.get("parameters", {})
-    if parse_run_id(run.run_id).kind == "shift":
-        def key(value):
-            return format_intensity(value)
-        by_key = {key(r.experiment.get("intensity", 0.0)): r for r in found}
-        values = {key(v): float(v) for v in parameters.get("intensities") or []}
+    if kind == "shift":
+        values = {format_intensity(v): float(v) for v in parameters.get("intensities") or []}
+        by_key = {format_intensity(r.experiment.get("intensity", 0.0)): r for r in found}
         values.update({k: float(r.experiment.get("intensity", 0.0)) for k, r in by_key.items()})
         order = sorted(values, key=values.get)
     else:
-        by_key = {str(r.experiment.get("task")): r for r in found}
         values = {str(t): str(t) for t in parameters.get("tasks") or []}
+        by_key = {str(r.experiment.get("task")): r for r in found}
         values.update({k: k for k in by_key})
         order = list(values)
     parts = []
-    for k in order:
-        record = by_key.get(k)
+    for key in order:
+        record = by_key.get(key)
         scratch = records.get(record.experiment.get("scratch_run_id")) if record is not None else None
-        parts.append((values[k], record, scratch))
+        parts.append((values[key], record, scratch))
     return parts

@@ -44,6 +44,29 @@ def test_mmd_matches_slow_reference():
     assert bd.mmd_rbf(torch.tensor(x), torch.tensor(y), bandwidth=0.7) == pytest.approx(reference_mmd(x, y, 0.7))
 
 
+def test_median_and_mmd_from_one_gram_matrix_match_scipy_pairwise_distances():
+    # The fast path (one BLAS product for every pair) against scipy's exact pairwise loops.
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(1.0, 3.0, size=(301, 40)), rng.normal(1.5, 3.5, size=(200, 40))
+    pooled = np.concatenate([x, y])
+    assert bd.median_heuristic(x, y) == pytest.approx(float(np.median(pdist(pooled))), rel=1e-12)
+    assert bd.median_heuristic(x[:300]) == pytest.approx(float(np.median(pdist(x[:300]))), rel=1e-12)  # even count
+    sigma = float(np.median(pdist(pooled)))
+    assert bd.mmd_rbf(x, y) == pytest.approx(reference_mmd(x, y, sigma), rel=1e-10)
+
+
+def test_median_heuristic_of_mostly_coinciding_points_far_from_the_origin():
+    # Round-off of the Gram form is about 1e-10 here, not 0: the exact distances decide, as documented.
+    points = np.full((10, 2), 1000.0)
+    points[0] += [1.0, 0.0]
+    points[1] += [0.0, 2.0]
+    # 28 of the 45 distances are 0; the non-zero ones are eight 1s, eight 2s and 5**0.5: their median is 2
+    assert bd.median_heuristic(points) == pytest.approx(2.0)
+    assert bd.median_heuristic(np.full((5, 3), 1e4)) == 1.0
+
+
 def test_mmd_of_sample_with_itself_is_near_zero():
     # unbiased: the within-sample sums skip the diagonal, the cross sum does not, so the
     # value is slightly NEGATIVE: -2 / m * (1 - mean off-diagonal kernel)

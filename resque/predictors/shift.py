@@ -339,9 +339,45 @@ def median_heuristic(x, y=None) -> float:
         y = _as_matrix(y, "y")
         _same_width(pooled, y)
         pooled = np.concatenate([pooled, y])
+    return _median_of(_pooled_sq_distances(pooled), pooled)
+
+
+def _pooled_sq_distances(pooled: np.ndarray) -> np.ndarray:
+    """``(P, P)`` squared Euclidean distances of every pair of rows, from one Gram matrix.
+
+    ``||a||^2 + ||b||^2 - 2 a.b`` in float64 (one BLAS product, many times faster
+    than pairwise loops); round-off below zero is clipped and the diagonal is
+    exactly 0.
+    """
+    norms = np.einsum("ij,ij->i", pooled, pooled)
+    distances = pooled @ pooled.T
+    distances *= -2.0
+    distances += norms[:, None]
+    distances += norms[None, :]
+    np.maximum(distances, 0.0, out=distances)
+    np.fill_diagonal(distances, 0.0)
+    return distances
+
+
+def _median_of(sq_distances: np.ndarray, pooled: np.ndarray) -> float:
+    """The median pairwise distance (numpy's convention) from a :func:`_pooled_sq_distances` matrix.
+
+    The off-diagonal entries hold every distinct pair twice, so the two middle
+    order statistics of that list are those of the ``P (P - 1) / 2`` pairs.
+    A median at round-off level means most points coincide: then the exact
+    pairwise distances decide (their zeros are exact), as documented above.
+    """
+    size = sq_distances.shape[0]
+    pairs = size * (size - 1) // 2
+    off_diagonal = sq_distances.reshape(-1)[1:].reshape(size - 1, size + 1)[:, :-1].reshape(-1)
+    low, high = np.partition(off_diagonal, (pairs - 1, pairs))[[pairs - 1, pairs]]
+    median = (np.sqrt(low) + np.sqrt(high)) / 2.0
+    scale = float(sq_distances.max(initial=0.0))
+    if median ** 2 > 1e-9 * scale:
+        return float(median)
     from scipy.spatial.distance import pdist  # scipy comes with scikit-learn; imported when used
 
-    distances = pdist(pooled)  # (P (P - 1) / 2,)
+    distances = pdist(pooled)  # (P (P - 1) / 2,), exact zeros for coinciding points
     median = float(np.median(distances))
     if median > 0:
         return median
@@ -381,20 +417,24 @@ def mmd_rbf(x, y, bandwidth: float | None = None) -> float:
     """
     x, y = _as_matrix(x, "x"), _as_matrix(y, "y")
     _same_width(x, y)
-    if bandwidth is None:
-        bandwidth = median_heuristic(x, y)
-    elif isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or not bandwidth > 0 or not np.isfinite(bandwidth):
+    if bandwidth is not None and (isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float))
+                                  or not bandwidth > 0 or not np.isfinite(bandwidth)):
         raise InvalidParameterError("bandwidth", bandwidth, "a positive finite number, or None for the median heuristic")
+    return _mmd_and_bandwidth(x, y, bandwidth)[0]
+
+
+def _mmd_and_bandwidth(x: np.ndarray, y: np.ndarray, bandwidth: float | None) -> tuple[float, float]:
+    """:func:`mmd_rbf` and the bandwidth it used, from one matrix of pooled distances (median included)."""
+    pooled = np.concatenate([x, y])
+    distances = _pooled_sq_distances(pooled)  # (m + n, m + n)
+    if bandwidth is None:
+        bandwidth = _median_of(distances, pooled)
     gamma = 1.0 / (2.0 * float(bandwidth) ** 2)
     m, n = x.shape[0], y.shape[0]
-    from scipy.spatial.distance import cdist
-
-    k_xx = np.exp(-gamma * cdist(x, x, "sqeuclidean"))  # (m, m)
-    k_yy = np.exp(-gamma * cdist(y, y, "sqeuclidean"))  # (n, n)
-    k_xy = np.exp(-gamma * cdist(x, y, "sqeuclidean"))  # (m, n)
-    within_x = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
-    within_y = (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
-    return float(within_x + within_y - 2.0 * k_xy.mean())
+    kernel = np.exp(distances * -gamma, out=distances)  # in place: the distances are not needed again
+    within_x = (kernel[:m, :m].sum() - m) / (m * (m - 1))  # the diagonal k(x_i, x_i) = 1 is left out
+    within_y = (kernel[m:, m:].sum() - n) / (n * (n - 1))
+    return float(within_x + within_y - 2.0 * kernel[:m, m:].mean()), float(bandwidth)
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
@@ -591,8 +631,10 @@ def _accuracy_score(e: ShiftEmbeddings) -> ShiftScore:
 
 
 def _mmd_score(e: ShiftEmbeddings, bandwidth) -> ShiftScore:
-    sigma = median_heuristic(e.original, e.shifted) if bandwidth is None else bandwidth
-    value = mmd_rbf(e.original, e.shifted, sigma)
+    if bandwidth is not None:
+        value, sigma = mmd_rbf(e.original, e.shifted, bandwidth), bandwidth
+    else:  # one matrix of distances gives the median heuristic and the kernel
+        value, sigma = _mmd_and_bandwidth(_as_matrix(e.original, "original"), _as_matrix(e.shifted, "shifted"), None)
     return ShiftScore("mmd", value, e.layer, len(e.original), len(e.shifted), {"bandwidth": float(sigma)})
 
 

@@ -5,6 +5,7 @@ import pytest
 import resque
 from resque.study import expand, list_profiles, load_profile
 from resque.study.experiments import load_source, run_shift, run_source, run_task
+from resque.errors import ProfileError
 from resque.study.results import ResultsDir
 
 needs_fashion = pytest.mark.skipif(
@@ -234,6 +235,20 @@ def test_shift_yardsticks_on_some_seeds_only(tmp_path):
     assert profile.run_settings("shift", 0, shift="gaussian_noise", intensity=0.05)["scratch"] is True
     with pytest.raises(resque.InvalidParameterError, match="shift_scratch_seeds"):
         load_profile(write_profile(tmp_path, TINY + "shift_scratch_seeds: [3]\n", "bad.yaml"))
+
+
+def test_task_scores_chosen_in_the_profile(tmp_path):
+    from resque.predictors.transfer import SCORES
+
+    assert load_profile(write_profile(tmp_path, TINY)).task_score_names() == list(SCORES)  # default: all
+    chosen = load_profile(write_profile(tmp_path, TINY + "task_scores: [nce, logme]\n", "some.yaml"))
+    assert chosen.task_score_names() == ["logme", "nce"]  # in SCORES order
+    assert chosen.run_settings("task", 0, task="fashion_coarse4")["task_scores"] == ["logme", "nce"]
+    with pytest.raises(resque.InvalidParameterError, match="task_scores.*'logme'"):
+        load_profile(write_profile(tmp_path, TINY + "task_scores: [logmee]\n", "bad.yaml"))
+    with pytest.raises(ProfileError, match="task_scores"):
+        load_profile(write_profile(tmp_path, TINY + "task_scores: logme\n", "bad2.yaml"))
+    assert "linear_probe_accuracy" not in load_profile("quick").task_score_names()
 
 
 def test_every_template_declares_the_parameters_the_runner_injects():

@@ -402,7 +402,8 @@ def _run_task_with(profile: Profile, seed: int, task: str, results_dir, source: 
     for (pool, init), result in variants.items():
         estimators[resque_task_name(pool, init)] = float(result)
     # Transferability scores on the same data ("higher = easier", see resque.predictors.transfer).
-    estimators.update(task_scores(source, train, default_layer(source), seed=seed, progress=progress))
+    estimators.update(task_scores(source, train, default_layer(source), names=profile.task_score_names(), seed=seed,
+                                  progress=progress))
 
     tensors = as_tensors(train, "task data")
     fit, val = validation_split(tensors.labels, validation_share(len(tensors)), seed=seed)

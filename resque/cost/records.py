@@ -37,7 +37,9 @@ totals             whole-run costs, which are the costs *to the stopping evaluat
                    proportional to samples), kWh, kg CO2-eq; ``target_accuracy`` (null for
                    a run to the plateau), ``final_val_accuracy`` (validation accuracy of
                    the weights the run ended with: ``a_src`` of a source model,
-                   ``a_ref`` of a yardstick trained to its plateau), ``best_evaluation``
+                   ``a_ref`` of a yardstick trained to its plateau), ``best_evaluation``;
+                   a task's yardstick, trained on to its plateau, keeps what that whole
+                   training cost under ``plateau`` (epochs, steps, seconds, kWh...)
 stop_reason        one of :data:`~resque.cost.training.STOP_REASONS`; a run whose reason
                    is not ``reached`` (or ``plateau`` for a run without a target) is
                    *censored*: its costs are lower bounds (:attr:`RunRecord.censored`)

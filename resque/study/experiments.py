@@ -425,7 +425,8 @@ def _run_task_with(profile: Profile, seed: int, task: str, results_dir, source: 
     a_ref = max(row["val_accuracy"] for row in scratch.evaluations)
     target = profile.rho * a_ref
     plateau = {key: scratch.totals.get(key) for key in ("epochs", "steps", "samples", "evaluations",
-                                                        "train_seconds", "energy_kwh", "final_val_accuracy")}
+                                                        "train_seconds", "eval_seconds", "cpu_seconds", "energy_kwh",
+                                                        "final_val_accuracy")}
     scratch.totals, _ = cost_to_target(scratch, target)  # always met: a_ref is its best accuracy and rho <= 1
     scratch.totals["plateau"] = {**plateau, "stop_reason": scratch.stop_reason}
     scratch.stop_reason = "reached"

@@ -654,7 +654,7 @@ def run_study(
 
 
 def _training_seconds(results: ResultsDir, run_ids) -> float:
-    """``train_seconds + eval_seconds`` of the records of `run_ids` and the yardsticks they name."""
+    """``train_seconds + eval_seconds`` of the records of `run_ids` and the yardsticks they name (to their plateau)."""
     total = 0.0
     for run_id in run_ids:
         try:
@@ -670,7 +670,10 @@ def _training_seconds(results: ResultsDir, run_ids) -> float:
                 pass
         for each in records:
             totals = each.totals or {}
-            total += float(totals.get("train_seconds") or 0.0) + float(totals.get("eval_seconds") or 0.0)
+            # a yardstick trained past its target to its plateau: its costs stop at the target, but
+            # all of its training is what the study spent (totals["plateau"])
+            spent = totals.get("plateau") if isinstance(totals.get("plateau"), dict) else totals
+            total += float(spent.get("train_seconds") or 0.0) + float(spent.get("eval_seconds") or 0.0)
     return total
 
 

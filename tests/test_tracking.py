@@ -385,6 +385,55 @@ def test_codecarbon_failing_mid_run_is_recorded_and_its_settings_are_quiet(monke
     assert settings["output_methods"] == [] and settings["log_level"] == "error" and settings["allow_multiple_runs"]
 
 
+def test_one_codecarbon_tracker_serves_every_run_of_a_process(monkeypatch):
+    codecarbon = pytest.importorskip("codecarbon")
+    from types import SimpleNamespace
+
+    from resque.cost.energy import HostEnergyMeter
+
+    built = []
+
+    class CountingTracker:
+        def __init__(self, **kwargs):
+            self._hardware, self.stopped, self.fail = [], False, False
+            built.append(self)
+
+        def start_task(self, task_name=None):
+            pass
+
+        def stop_task(self, task_name=None):
+            if self.fail:
+                raise RuntimeError("counter went away")
+            return SimpleNamespace(cpu_energy=1e-6, ram_energy=2e-6)
+
+        def stop(self):
+            self.stopped = True
+
+    monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", CountingTracker)
+    for _ in range(3):  # three runs one after another: one tracker, one hardware probe
+        with CostTracker(_mlp(), gpu_energy_reader=False) as tracker:
+            tracker.start_epoch()
+            assert tracker.end_epoch().energy_parts["cpu"]["kwh"] == 1e-6
+    assert len(built) == 1 and not built[0].stopped
+    outer, inner = HostEnergyMeter(), HostEnergyMeter()
+    outer.start()
+    inner.start()  # a meter inside another's run gets a tracker of its own, stopped with it
+    assert len(built) == 2 and outer._tracker is built[0] and inner._tracker is built[1]
+    inner.stop()
+    outer.stop()
+    assert built[1].stopped and not built[0].stopped
+    built[0].fail = True  # a tracker that fails is stopped and not handed on
+    meter = HostEnergyMeter()
+    meter.start()
+    meter.begin()
+    assert meter.end().parts == {} and "counter went away" in meter.unavailable_reason
+    assert built[0].stopped
+    fresh = HostEnergyMeter()
+    fresh.start()
+    assert fresh._tracker is built[2]
+    fresh.stop()
+
+
 def test_unknown_country_is_rejected_with_close_matches():
     pytest.importorskip("codecarbon")
     with pytest.raises(InvalidParameterError, match="country_iso_code='FRX'.*'FRA'"):

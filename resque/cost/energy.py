@@ -32,6 +32,7 @@ training run never dies for want of an energy counter.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -327,6 +328,12 @@ class HostEnergyMeter:
     is written (no ``emissions.csv``). Every failure is caught and recorded in
     :attr:`unavailable_reason`.
 
+    The codecarbon tracker (and its hardware probe, about 0.4 s) is built once
+    per process and country and shared by every meter: between intervals it
+    runs nothing, so a study's hundreds of short runs do not pay for it again.
+    It is stopped when the process exits, or when a measurement fails (the
+    next meter then builds a fresh one).
+
     Parameters
     ----------
     country_iso_code : str, default "USA"
@@ -342,10 +349,12 @@ class HostEnergyMeter:
         self.carbon_intensity: float | None = None
         self.codecarbon_version: str = ""
         self._tracker = None
+        self._key = None
+        self._shared: _SharedTracker | None = None
         self._in_interval = False
 
     def start(self) -> None:
-        """Build the tracker and probe the hardware (about 1-2 s the first time in a process).
+        """Take the process's shared tracker, building it and probing the hardware the first time (about 0.4 s).
 
         Raises
         ------
@@ -361,28 +370,22 @@ class HostEnergyMeter:
             return
         self.codecarbon_version = getattr(codecarbon, "__version__", "")
         self.country_iso_code = _check_country(self.country_iso_code)
-        try:
-            self.carbon_intensity = carbon_intensity(self.country_iso_code)
-            self._tracker = codecarbon.OfflineEmissionsTracker(
-                country_iso_code=self.country_iso_code,
-                output_methods=[],  # no emissions.csv; `save_to_file` is deprecated in codecarbon 3
-                log_level="error",
-                allow_multiple_runs=True,  # no lock file, so parallel runs (and tests) do not block each other
-                electricitymaps_api_token=None,  # offline: never ask an API for the grid mix
-            )
-            # A first task triggers codecarbon's hardware probe, so that cost
-            # falls here, before the first epoch's clock starts.
-            self._tracker.start_task("resque-probe")
-            probe = self._tracker.stop_task()
-            if probe is None:
-                raise RuntimeError("codecarbon returned no measurement for a probe task")
-            hardware = list(getattr(self._tracker, "_hardware", []))
-            cpus = [item for item in hardware if type(item).__name__ in ("CPU", "AppleSiliconChip")]
-            self.sources = {"cpu": _cpu_source(cpus[0]) if cpus else ESTIMATE, "ram": ESTIMATE}
-        except Exception as error:
-            self.unavailable_reason = f"codecarbon failed to start ({type(error).__name__}: {error})"
-            self._tracker = None
-            return
+        key = (codecarbon.OfflineEmissionsTracker, self.country_iso_code)
+        shared = _SHARED_TRACKERS.get(key)
+        if shared is None or shared.holder is not None:  # none yet, or another meter is measuring with it
+            try:
+                shared = _build_shared_tracker(codecarbon, self.country_iso_code)
+            except Exception as error:
+                self.unavailable_reason = f"codecarbon failed to start ({type(error).__name__}: {error})"
+                self._tracker = None
+                return
+            if key in _SHARED_TRACKERS:  # a meter inside another's run: this tracker is its own
+                shared.private = True
+            else:
+                _SHARED_TRACKERS[key] = shared
+        shared.holder = self
+        self._key, self._shared = key, shared
+        self._tracker, self.sources, self.carbon_intensity = shared.tracker, dict(shared.sources), shared.carbon_intensity
         self.unavailable_reason = ""
 
     @property
@@ -421,22 +424,79 @@ class HostEnergyMeter:
         return report
 
     def stop(self) -> None:
-        """Stop codecarbon's threads; the meter cannot be restarted."""
+        """End this meter (an open interval is dropped); the shared tracker stays for the next meter."""
         tracker, self._tracker = self._tracker, None
         if tracker is None:
             return
-        try:
-            if self._in_interval:
+        shared, self._shared = self._shared, None
+        shared.holder = None
+        if self._in_interval:
+            try:
                 tracker.stop_task()
-            tracker.stop()
-        except Exception:  # stopping is best effort: the figures are already taken
-            pass
+            except Exception:  # stopping is best effort: the figures are already taken
+                shared.failed = True
         self._in_interval = False
+        if shared.private or shared.failed:
+            _retire(shared, self._key)
         self.unavailable_reason = "stopped"
 
     def _fail(self, error: Exception) -> None:
+        self._in_interval = False
+        if self._shared is not None:
+            self._shared.failed = True  # a tracker that failed once is not handed to the next meter
         self.stop()
         self.unavailable_reason = f"codecarbon failed during measurement ({type(error).__name__}: {error})"
+
+
+@dataclass
+class _SharedTracker:
+    tracker: object
+    sources: dict
+    carbon_intensity: float
+    holder: object = None  # the meter measuring with it now
+    private: bool = False  # built for a meter that found the shared one busy: stopped with that meter
+    failed: bool = False
+
+
+#: One codecarbon tracker per (tracker class, country), built on first use and shared by every meter.
+_SHARED_TRACKERS: dict[tuple, _SharedTracker] = {}
+
+
+def _build_shared_tracker(codecarbon, country_iso_code: str) -> _SharedTracker:
+    intensity = carbon_intensity(country_iso_code)
+    tracker = codecarbon.OfflineEmissionsTracker(
+        country_iso_code=country_iso_code,
+        output_methods=[],  # no emissions.csv; `save_to_file` is deprecated in codecarbon 3
+        log_level="error",
+        allow_multiple_runs=True,  # no lock file, so parallel runs (and tests) do not block each other
+        electricitymaps_api_token=None,  # offline: never ask an API for the grid mix
+    )
+    # A first task triggers codecarbon's hardware probe, so that cost falls here, before any
+    # epoch's clock starts, and once per process.
+    tracker.start_task("resque-probe")
+    probe = tracker.stop_task()
+    if probe is None:
+        raise RuntimeError("codecarbon returned no measurement for a probe task")
+    hardware = list(getattr(tracker, "_hardware", []))
+    cpus = [item for item in hardware if type(item).__name__ in ("CPU", "AppleSiliconChip")]
+    if not _SHARED_TRACKERS:
+        atexit.register(_stop_shared_trackers)
+    return _SharedTracker(tracker, {"cpu": _cpu_source(cpus[0]) if cpus else ESTIMATE, "ram": ESTIMATE}, intensity)
+
+
+def _retire(shared: _SharedTracker, key) -> None:
+    if _SHARED_TRACKERS.get(key) is shared:
+        del _SHARED_TRACKERS[key]
+    try:
+        shared.tracker.stop()
+    except Exception:  # best effort: it is not used again
+        pass
+
+
+def _stop_shared_trackers() -> None:
+    """Stop every shared tracker's threads (at exit)."""
+    for key, shared in list(_SHARED_TRACKERS.items()):
+        _retire(shared, key)
 
 
 class EnergyMeter:

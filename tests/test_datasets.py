@@ -299,11 +299,34 @@ def test_fashion_mnist_from_debian_files(fashion_root, fashion_train, fashion_te
     assert torch.equal(torch.bincount(fashion_test.targets), torch.full((10,), 1000))
     for name in ds.FASHION_MNIST_FILES:  # unpacked into the root, where torchvision looks
         assert (fashion_root / "FashionMNIST" / "raw" / name).is_file()
-    raw = fashion_train.source.data
+    raw = fashion_train.source.images
     assert raw.shape == (60_000, 28, 28) and int(raw.min()) == 0 and int(raw.max()) == 255
     image, label = fashion_train[0]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32
     assert torch.equal(image[0], raw[0].float() / 255) and label == int(fashion_train.targets[0])
+
+
+@needs_debian_files
+def test_fashion_mnist_read_from_the_idx_files_is_what_torchvision_reads(fashion_root, fashion_train, fashion_test):
+    torchvision_datasets = pytest.importorskip("torchvision.datasets")
+    for ours, train in ((fashion_train, True), (fashion_test, False)):
+        theirs = torchvision_datasets.FashionMNIST(str(fashion_root), train=train, download=False)
+        assert ours.classes == list(theirs.classes) and torch.equal(ours.targets, theirs.targets)
+        assert torch.equal(ours.source.images, theirs.data)
+        for index in (0, 1, len(theirs) - 1):  # and decoded alike, through the PIL image torchvision hands out
+            assert torch.equal(ours[index][0], ds.to_model_input(theirs[index][0]))
+
+
+def test_truncated_idx_file_is_refused_with_its_sizes(tmp_path):
+    truncated = tmp_path / "images-idx3-ubyte"
+    truncated.write_bytes(b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + (3).to_bytes(4, "big") * 2 + bytes(17))
+    with pytest.raises(ValueError, match=r"17 bytes of data, its header says \(2, 3, 3\)"):
+        ds.read_idx(truncated, dimensions=3)
+    labels = tmp_path / "labels-idx1-ubyte"
+    labels.write_bytes(b"\x00\x00\x08\x01" + (2).to_bytes(4, "big") + bytes([3, 7]))
+    assert ds.read_idx(labels, dimensions=1).tolist() == [3, 7]
+    with pytest.raises(ValueError, match="not a 3-dimensional IDX"):
+        ds.read_idx(labels, dimensions=3)
 
 
 def test_fashion_mnist_unpacks_from_debian_dir_argument(tmp_path, tiny_debian_dir):

@@ -362,15 +362,16 @@ def _pooled_sq_distances(pooled: np.ndarray) -> np.ndarray:
 def _median_of(sq_distances: np.ndarray, pooled: np.ndarray) -> float:
     """The median pairwise distance (numpy's convention) from a :func:`_pooled_sq_distances` matrix.
 
-    The off-diagonal entries hold every distinct pair twice, so the two middle
-    order statistics of that list are those of the ``P (P - 1) / 2`` pairs.
-    A median at round-off level means most points coincide: then the exact
-    pairwise distances decide (their zeros are exact), as documented above.
+    Squared distances order as the distances do, so the median is read off the
+    ``P (P - 1) / 2`` squared distances above the diagonal (numpy's convention:
+    the mean of the two middle distances for an even count). A median at
+    round-off level means most points coincide: then the exact pairwise
+    distances decide (their zeros are exact), as documented above.
     """
     size = sq_distances.shape[0]
-    pairs = size * (size - 1) // 2
-    off_diagonal = sq_distances.reshape(-1)[1:].reshape(size - 1, size + 1)[:, :-1].reshape(-1)
-    low, high = np.partition(off_diagonal, (pairs - 1, pairs))[[pairs - 1, pairs]]
+    pairs = np.concatenate([sq_distances[row, row + 1:] for row in range(size - 1)])
+    middle = (len(pairs) - 1) // 2, len(pairs) // 2
+    low, high = np.partition(pairs, middle)[list(middle)]
     median = (np.sqrt(low) + np.sqrt(high)) / 2.0
     scale = float(sq_distances.max(initial=0.0))
     if median ** 2 > 1e-9 * scale:

@@ -397,15 +397,16 @@ def _run_task_with(profile: Profile, seed: int, task: str, results_dir, source: 
     spec = get_task(task)
     train = task_images(profile, seed, spec, options)
     test = _pick(load_task(spec, "test", **options), None if profile.n_per_class is None else max(5, profile.n_per_class // 2), seed)
-    variants = resque_task_variants(source, train, default_layer(source), seed=seed, progress=progress)
+    # each split decoded once: the estimators' passes, the yardstick and the retraining all read these tensors
+    tensors, test = as_tensors(train, "task data"), as_tensors(test, "task test data")
+    variants = resque_task_variants(source, _items(tensors), default_layer(source), seed=seed, progress=progress)
     estimators = {"resque_task": float(variants[("mean", "centroids")])}
     for (pool, init), result in variants.items():
         estimators[resque_task_name(pool, init)] = float(result)
     # Transferability scores on the same data ("higher = easier", see resque.predictors.transfer).
-    estimators.update(task_scores(source, train, default_layer(source), names=profile.task_score_names(), seed=seed,
-                                  progress=progress))
+    estimators.update(task_scores(source, _items(tensors), default_layer(source), names=profile.task_score_names(),
+                                  seed=seed, progress=progress))
 
-    tensors = as_tensors(train, "task data")
     fit, val = validation_split(tensors.labels, validation_share(len(tensors)), seed=seed)
     train_set = TensorData(tensors.images[fit], tensors.labels[fit])
     val_set = TensorData(tensors.images[val], tensors.labels[val])

@@ -292,6 +292,7 @@ def _run_shift_at(setting: _ShiftSetting, shift: str, intensity: float, progress
     train_set = TensorData(shifted_tensors.images[fit], shifted_tensors.labels[fit])
     val_set = TensorData(shifted_tensors.images[val], shifted_tensors.labels[val])
     test_shifted = ShiftedDataset(_items(setting.test_tensors), shift, intensity, seed=seed + 10_000, progress=False)
+    test_shifted = TensorData(test_shifted.images_, torch.as_tensor(setting.test_tensors.labels))
     # "Get back to where you were": the target is rho x the source model's clean validation accuracy.
     a_src = setting.a_src
     config = replace(profile.retrain_config(seed), target_accuracy=profile.rho * a_src)

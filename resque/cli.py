@@ -154,7 +154,7 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_study_spread(args: argparse.Namespace) -> int:
-    from .study.design import meets_spread, spread
+    from .study.design import meets_spread, spread, repeatability
     from .study.runner import plan_study
 
     name, root, _ = plan_study(args.profile, args.results)
@@ -166,6 +166,13 @@ def _cmd_study_spread(args: argparse.Namespace) -> int:
     print(table.round(2).to_string())
     ok, problems = meets_spread(table)
     print("design criteria met" if ok else "design criteria NOT met: " + "; ".join(problems))
+    retest = repeatability(root, args.measure)
+    if len(retest):
+        print(f"\nTest-retest: each repeated run's {args.measure} against its repeat with another retraining seed "
+              "(Spearman over the pairs where neither run is censored):")
+        print(retest.round(3).to_string())
+    else:
+        print("\nNo run was repeated with another retraining seed (the profile's replicate_seeds): no test-retest figure.")
     return EXIT_OK
 
 

@@ -6,7 +6,7 @@ from resque.cost.records import RunRecord
 
 pytest.importorskip("pandas")
 
-from resque.study.design import meets_spread, spread  # noqa: E402
+from resque.study.design import meets_spread, repeatability, spread  # noqa: E402
 
 
 def run(family, intensity, epochs, stop="reached"):
@@ -53,3 +53,45 @@ def test_study_spread_command_prints_the_table_and_the_verdict(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "iqr" in out and "all" in out
     assert "design criteria NOT met:" in out and "20% of runs censored > 15%" in out
+    assert "No run was repeated" in out
+
+
+def repeated(name, epochs, again, stop="reached", again_stop="reached", kind="shift"):
+    record = run(name, 0, epochs, stop)
+    record.kind = kind
+    record.replicates = [{"retrain_seed": 1000, "stop_reason": again_stop, "censored": again_stop != "reached",
+                          "totals": {"epochs": again}}]
+    return record
+
+
+def test_repeatability_of_a_cost_that_repeats_exactly_and_of_one_that_does_not():
+    exact = [repeated(f"f{i}", e, e) for i, e in enumerate([0.0, 0.5, 1.25, 3.0])]
+    table = repeatability(exact)
+    assert table.loc["shift", "spearman"] == pytest.approx(1.0) and table.loc["shift", "median_abs_diff"] == 0.0
+    reversed_ = [repeated(f"f{i}", e, 3.0 - e) for i, e in enumerate([0.0, 0.5, 1.25, 3.0])]
+    assert repeatability(reversed_).loc["shift", "spearman"] == pytest.approx(-1.0)
+    # a censored side is a lower bound, not a value: the pair is counted but not ranked
+    mixed = exact + [repeated("c", 9.0, 0.0, again_stop="cap"), repeated("t", 1.0, 1.0, kind="task")]
+    table = repeatability(mixed)
+    assert table.loc["shift", "pairs"] == 5 and table.loc["shift", "both_finished"] == 4
+    assert table.loc["shift", "spearman"] == pytest.approx(1.0)
+    assert list(table.index) == ["shift", "task", "all"] and table.loc["all", "pairs"] == 6
+    assert pd_isna(table.loc["task", "spearman"])  # one pair: no correlation
+    assert repeatability([run("a", 0, 1.0)]).empty  # no repeats, no table
+
+
+def pd_isna(value):
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+def test_study_spread_prints_the_test_retest_figure(tmp_path, capsys):
+    from resque.cli import main
+
+    results = tmp_path / "results"
+    for record in [repeated(f"f{i}", e, e + 0.25) for i, e in enumerate([0.0, 0.5, 1.25, 3.0])]:
+        record.save(results / "records" / f"{record.run_id}.json")
+    assert main(["study", "spread", "--profile", "smoke", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "Test-retest" in out and "spearman" in out and "0.25" in out

@@ -60,6 +60,8 @@ def score(predictor, model, *data):
 
 SHIFT = resque.list_predictors("shift")
 TASK = resque.list_predictors("task")
+#: Shift predictors the band model can stand in for: the untrained control needs a registry model to copy.
+ON_BANDS = [name for name in SHIFT if name != "resque_dist_untrained"]
 
 
 def test_the_registry_lists_every_predictor_once_with_its_facts():
@@ -70,7 +72,7 @@ def test_the_registry_lists_every_predictor_once_with_its_facts():
         p = resque.get_predictor(name)
         assert p.name == name and p.label and p.reading and p.sign in (-1, 1)
     # what each rival computes from one pass is exactly what the registry lists
-    assert set(shift.METRICS) | {"resque_dist", "resque_dist_paired"} == set(SHIFT)
+    assert set(shift.METRICS) | {"resque_dist", "resque_dist_paired", "pixel_distance", "resque_dist_untrained"} == set(SHIFT)
     assert set(transfer.SCORES) <= set(TASK)
 
 
@@ -81,7 +83,7 @@ def test_unknown_names_and_kinds_are_refused_with_suggestions():
         resque.list_predictors("dist")
 
 
-@pytest.mark.parametrize("name", SHIFT)
+@pytest.mark.parametrize("name", ON_BANDS)
 def test_shift_predictor_orders_a_mild_and_a_severe_shift(name):
     predictor, model, clean = resque.get_predictor(name), BandModel(), stripes()
     mild, severe = mixed_with_noise(clean, 0.1), mixed_with_noise(clean, 0.9)
@@ -99,7 +101,7 @@ def test_task_predictor_orders_an_easy_and_a_hopeless_task(name):
     assert hopeless > easy, f"{name}: sign * value should be higher for a task the features cannot separate"
 
 
-@pytest.mark.parametrize("name", SHIFT + TASK)
+@pytest.mark.parametrize("name", ON_BANDS + TASK)
 def test_predictor_refuses_empty_data_with_a_resque_error(name):
     predictor, model = resque.get_predictor(name), BandModel()
     empty = TensorDataset(torch.zeros(0, 1, SIZE, SIZE), torch.zeros(0, dtype=torch.long))
@@ -108,13 +110,44 @@ def test_predictor_refuses_empty_data_with_a_resque_error(name):
         score(predictor, model, *data)
 
 
-@pytest.mark.parametrize("name", SHIFT + TASK)
+@pytest.mark.parametrize("name", ON_BANDS + TASK)
 def test_predictor_reads_each_dataset_in_one_pass(name):
     predictor, model = resque.get_predictor(name), BandModel()
     data = (stripes(), mixed_with_noise(stripes(), 0.5)) if predictor.kind == "shift" else (stripes(),)
     predictor(model, *data, LAYER, batch_size=10, progress=False)
     batches = math.ceil(CLASSES * PER_CLASS / 10)
-    assert model.calls == batches * len(data)
+    assert model.calls == (0 if name == "pixel_distance" else batches * len(data))  # the pixels need no model
+
+
+def test_pixel_distance_is_the_rms_difference_of_paired_images():
+    clean = stripes()
+    assert shift.pixel_rms_distance(clean.tensors[0], clean.tensors[0]) == 0.0
+    assert shift.pixel_rms_distance(torch.zeros(2, 1, 3, 3), torch.ones(2, 1, 3, 3)) == 1.0
+    assert shift.pixel_rms_distance(torch.zeros(1, 1, 2, 2), torch.tensor([[[[0.0, 0.0], [0.0, 0.4]]]])) == pytest.approx(0.2)
+    noisy = mixed_with_noise(clean, 0.5)
+    expected = float(((clean.tensors[0].double() - noisy.tensors[0].double()) ** 2).mean().sqrt())
+    assert resque.get_predictor("pixel_distance")(None, clean, noisy, progress=False) == pytest.approx(expected)
+    with pytest.raises(ResqueError, match="shapes differ"):
+        shift.pixel_rms_distance(torch.zeros(2, 1, 3, 3), torch.zeros(3, 1, 3, 3))
+    with pytest.raises(ResqueError, match="labels differ"):
+        shift.pixel_distance(None, clean, random_labels(noisy))
+
+
+def test_untrained_control_is_resque_dist_of_a_fresh_network_of_the_same_architecture():
+    model = resque.create_model("small_cnn", num_classes=3, image_size=SIZE)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)  # stands for training: the copy must not share these weights
+    fresh, again = shift.untrained_copy(model, seed=4), shift.untrained_copy(model, seed=4)
+    assert type(fresh) is type(model) and not fresh.training
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), again.state_dict().values()))
+    assert not torch.equal(fresh.classifier.weight, model.classifier.weight)
+    clean, noisy = stripes(), mixed_with_noise(stripes(), 0.5)
+    layer = resque.default_layer(model)
+    value = resque.get_predictor("resque_dist_untrained")(model, clean, noisy, layer, seed=4, progress=False)
+    assert value == pytest.approx(float(resque.resque_dist(fresh, clean, noisy, layer, progress=False)))
+    with pytest.raises(ResqueError, match="resque_config"):
+        shift.untrained_copy(BandModel())
 
 
 def test_all_rivals_together_still_take_one_pass():

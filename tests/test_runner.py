@@ -360,15 +360,16 @@ def test_summary_reports_the_throughput_ratio_and_its_parts(tmp_path):
     assert summary["throughput"]["ratio"] == pytest.approx(12.0 / 8.0)
 
 
-def test_throughput_counts_a_yardstick_trained_to_its_plateau_in_full(tmp_path):
+def test_throughput_counts_repeats_and_a_yardstick_trained_to_its_plateau_in_full(tmp_path):
     from resque.cost.records import RunRecord
     from resque.study.runner import _training_seconds
 
     results = ResultsDir(tmp_path)
     RunRecord("task-t-seed0", "task", experiment={"scratch_run_id": "scratch-task-t-seed0"}, complete=True,
-              totals={"train_seconds": 1.0, "eval_seconds": 0.5}).save(results.record("task-t-seed0"))
+              totals={"train_seconds": 1.0, "eval_seconds": 0.5},
+              replicates=[{"totals": {"train_seconds": 0.75, "eval_seconds": 0.25}}]).save(results.record("task-t-seed0"))
     # its costs stop at the target (2 + 1 s), but it trained on to its plateau (6 + 2 s)
     RunRecord("scratch-task-t-seed0", "scratch", complete=True,
               totals={"train_seconds": 2.0, "eval_seconds": 1.0,
                       "plateau": {"train_seconds": 6.0, "eval_seconds": 2.0}}).save(results.record("scratch-task-t-seed0"))
-    assert _training_seconds(results, ["task-t-seed0"]) == pytest.approx(1.5 + 8.0)
+    assert _training_seconds(results, ["task-t-seed0"]) == pytest.approx(1.5 + 1.0 + 8.0)  # run, its repeat, yardstick

@@ -128,6 +128,41 @@ def test_experiment_functions_write_their_records(tmp_path):
     assert task.record.experiment["num_classes"] == 4
 
 
+@needs_fashion
+def test_replicate_seeds_repeat_each_retraining_and_task_runs_score_a_conv_layer(tmp_path):
+    from resque.study.profiles import REPLICATE_SEED_OFFSET
+
+    text = TINY.replace("seeds: [0]", "seeds: [0, 1]") + "replicate_seeds: [1]\ntask_conv_layer: features\n"
+    profile = load_profile(write_profile(tmp_path, text))
+    assert profile.run_settings("shift", 1, shift="gaussian_noise", intensity=0.3)["replicates"] == [1 + REPLICATE_SEED_OFFSET]
+    assert profile.run_settings("task", 0, task="fashion_coarse4")["replicates"] == []
+    results = ResultsDir(tmp_path / "results")
+    for seed in (0, 1):
+        run_source(profile, seed, results.root, progress=False)
+    plain = run_shift(profile, 0, "gaussian_noise", 0.3, results.root, progress=False).record
+    assert plain.replicates == []
+    record = run_shift(profile, 1, "gaussian_noise", 0.3, results.root, progress=False).record
+    (repeat,) = resque.load_record(results.record("shift-gaussian_noise-0.3-seed1")).replicates
+    assert repeat["retrain_seed"] == 1 + REPLICATE_SEED_OFFSET and record.seed == 1
+    assert repeat["stop_reason"] in resque.cost.training.STOP_REASONS and repeat["censored"] == (
+        repeat["stop_reason"] not in ("reached", "plateau"))
+    assert repeat["totals"]["steps"] >= 0 and repeat["totals"]["epochs"] == repeat["totals"]["samples"] / record.totals["train_size"]
+    task = run_task(profile, 1, "fashion_coarse4", results.root, progress=False).record
+    (task_repeat,) = task.replicates
+    assert task_repeat["retrain_seed"] == 1 + REPLICATE_SEED_OFFSET
+    # and RESQUE_task's variants at the convolutional layer, where pooling and flattening see different inputs
+    conv = {key: value for key, value in task.estimators.items() if key.startswith("resque_task_conv_")}
+    assert sorted(conv) == ["resque_task_conv_flatten_centroids", "resque_task_conv_flatten_kmeanspp",
+                            "resque_task_conv_mean_centroids", "resque_task_conv_mean_kmeanspp"]
+    assert task.experiment["task_conv_layer"] == "features"
+    assert all(resque.get_predictor(key).kind == "task" for key in conv)
+    bad = load_profile(write_profile(tmp_path, TINY + "task_conv_layer: featurez\n", "badlayer.yaml"))
+    with pytest.raises(resque.InvalidParameterError, match="task_conv_layer.*'features'"):
+        bad.check_runnable()
+    with pytest.raises(resque.InvalidParameterError, match="replicate_seeds"):
+        load_profile(write_profile(tmp_path, TINY + "replicate_seeds: [5]\n", "bad.yaml"))
+
+
 def test_paper_profile_code_path_on_stand_in_data(tmp_path, monkeypatch):
     """The `paper` profile (CIFAR-10 source, ResNet-18, SVHN as a task) on small random stand-ins
     for torchvision's CIFAR10 and SVHN, since neither can be downloaded here."""

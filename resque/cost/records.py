@@ -49,6 +49,11 @@ complete           true only once the run finished and everything above is fille
 error              the error message of a failed run, else null
 settings           the settings the run's results depend on (a study's profile fields, see
                    :meth:`resque.study.profiles.Profile.run_settings`); ``{}`` outside a study
+replicates         the same retraining repeated with other retraining seeds (data order,
+                   dropout, a task's new head), for test-retest reliability: one dict
+                   per repeat, ``retrain_seed``, ``stop_reason``, ``censored``,
+                   ``test_accuracy`` and its ``totals`` (the cost keys above); ``[]``
+                   for a run without repeats (and in /3 records written before them)
 =================  =====================================================================
 """
 
@@ -94,6 +99,7 @@ class RunRecord:
     complete: bool = False
     error: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    replicates: list[dict[str, Any]] = field(default_factory=list)
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:

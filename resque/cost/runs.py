@@ -25,7 +25,8 @@ from .records import RunRecord, provenance
 from .tracking import CostTracker
 from .training import TrainConfig, as_tensors, retrain_for_task, train
 
-__all__ = ["KINDS", "run_training", "retrain_shift", "retrain_task", "train_from_scratch", "cost_to_target"]
+__all__ = ["KINDS", "run_training", "retrain_shift", "retrain_task", "train_from_scratch", "cost_to_target",
+           "replicate_summary"]
 
 KINDS = ("source", "shift", "task", "scratch")
 
@@ -166,6 +167,19 @@ def cost_to_target(record: RunRecord, target: float) -> tuple[dict, bool]:
     counted = [(mean, n) for mean, n in steps if mean is not None and n]
     totals["grad_norm_mean"] = (sum(m * n for m, n in counted) / sum(n for _, n in counted)) if counted else None
     return totals, True
+
+
+#: The costs a repeat keeps (:func:`replicate_summary`): those the analysis reads.
+REPLICATE_COSTS = ("epochs", "steps", "samples", "evaluations", "train_seconds", "eval_seconds", "cpu_seconds",
+                   "train_flops", "grad_norm_mean", "grad_norm_last", "param_change_from_start", "energy_kwh",
+                   "energy_estimated_kwh", "carbon_kg", "final_val_accuracy")
+
+
+def replicate_summary(record: RunRecord) -> dict:
+    """What a repeat of a retraining (another retraining seed) adds to the first run's ``replicates``."""
+    return {"retrain_seed": record.seed, "stop_reason": record.stop_reason, "censored": record.censored,
+            "test_accuracy": record.test_accuracy,
+            "totals": {key: record.totals.get(key) for key in REPLICATE_COSTS}}
 
 
 def retrain_shift(model: nn.Module, shifted_train, val_data, config: TrainConfig | None = None, **options) -> RunRecord:

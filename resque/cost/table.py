@@ -24,6 +24,8 @@ SCRATCH_COLUMNS = ("epochs", "grad_norm_last", "grad_norm_mean", "param_change_f
                    "train_seconds", "train_flops", "energy_kwh", "carbon_kg")
 SAVINGS_COLUMNS = tuple(m.column for m in measures(saving=True))
 ID_COLUMNS = ("run_id", "kind", "family", "intensity", "task", "seed")
+#: Costs of the run's first repeat (``record.replicates``, another retraining seed), as repeat_*.
+REPEAT_COLUMNS = COST_COLUMNS
 _TEXT = {"run_id", "kind", "family", "task", "stop_reason", "energy_source", "scratch_run_id", "scratch_stop_reason"}
 
 
@@ -68,6 +70,10 @@ def _row(record: RunRecord) -> dict:
     row["energy_source"] = _energy_source(totals)
     row["test_accuracy"] = _float(record.test_accuracy)
     row["scratch_run_id"] = experiment.get("scratch_run_id")
+    repeat = record.replicates[0] if record.replicates else None  # test-retest: the same run, another seed
+    repeat_totals = (repeat or {}).get("totals") or {}
+    row.update({f"repeat_{name}": _float(repeat_totals.get(name)) for name in REPEAT_COLUMNS})
+    row["repeat_censored"] = bool(repeat["censored"]) if repeat is not None else None
     return row
 
 
@@ -80,6 +86,7 @@ def _columns(estimators: Iterable[str]) -> list[str]:
         + [f"scratch_{name}" for name in SCRATCH_COLUMNS]
         + ["scratch_stop_reason", "scratch_censored"]
         + [f"savings_{name}" for name in SAVINGS_COLUMNS]
+        + [f"repeat_{name}" for name in REPEAT_COLUMNS] + ["repeat_censored"]
     )
 
 
@@ -106,8 +113,10 @@ def runs_table(records: Iterable[RunRecord]):
         estimated, ``"unavailable"``, or the hardware counters),
         ``test_accuracy``; the yardstick's ``scratch_<cost>``,
         ``scratch_stop_reason`` and ``scratch_censored`` (NaN without one);
-        and ``savings_<cost> = 1 - reuse / scratch`` for the costs whose
-        saving means something. Sorted by kind, family, intensity, task, seed.
+        ``savings_<cost> = 1 - reuse / scratch`` for the costs whose
+        saving means something; and the first repeat's ``repeat_<cost>`` and
+        ``repeat_censored`` (a profile's ``replicate_seeds``; NaN without one).
+        Sorted by kind, family, intensity, task, seed.
         ``attrs`` holds ``n_incomplete``, ``n_scratch`` and ``n_other``.
     """
     pd = require_pandas("resque's runs table")
@@ -143,7 +152,7 @@ def runs_table(records: Iterable[RunRecord]):
             frame[column] = frame[column].astype("int64")
         elif column == "censored":
             frame[column] = frame[column].astype(bool)
-        elif column == "scratch_censored":
+        elif column in ("scratch_censored", "repeat_censored"):
             frame[column] = frame[column].astype("boolean")  # NA where there is no yardstick
         elif column not in _TEXT:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")

@@ -102,12 +102,16 @@ def get_predictor(name: str) -> Predictor:
 # --------------------------------------------------------------------------- RESQUE
 
 
-def resque_task_name(pool: str, init: str) -> str:
+def resque_task_name(pool: str, init: str, conv: bool = False) -> str:
     """The record key of a RESQUE_task variant: ``resque_task_<pool>_<init>`` (``k-means++`` spelled ``kmeanspp``).
+
+    With `conv`, the variant at a convolutional layer (a study's
+    ``task_conv_layer``, named in the run's ``experiment``):
+    ``resque_task_conv_<pool>_<init>``.
 
     The default variant (mean pooling, centroids) is also stored as plain ``resque_task``.
     """
-    return f"resque_task_{pool}_{init.replace('k-means++', 'kmeanspp')}"
+    return f"resque_task_{'conv_' if conv else ''}{pool}_{init.replace('k-means++', 'kmeanspp')}"
 
 
 def _resque_task_variant(pool: str, init: str) -> Callable[..., float]:
@@ -130,6 +134,11 @@ for _predictor in (
     *(Predictor(resque_task_name(pool, init), f"RESQUE_task ({'pooled' if pool == 'mean' else 'flat'}, {init})",
                 "task", False, _resque_task_variant(pool, init), reading=_HARDER)
       for pool, init in (("mean", "k-means++"), ("flatten", "centroids"), ("flatten", "k-means++"))),
+    # the same four at a convolutional layer, where pooling and flattening differ (a study's task_conv_layer)
+    *(Predictor(resque_task_name(pool, init, conv=True),
+                f"RESQUE_task at a conv layer ({'pooled' if pool == 'mean' else 'flat'}, {init})",
+                "task", False, _resque_task_variant(pool, init), reading=_HARDER + "; at a convolutional output")
+      for pool in ("mean", "flatten") for init in ("centroids", "k-means++")),
 ):
     register_predictor(_predictor)
 
@@ -139,6 +148,10 @@ for _predictor in (
 
 def _accuracy_drop(model, original, shifted, layer=None, **options):
     return shift.accuracy_drop(model, original, shifted, **options)  # the model's output, not a layer
+
+
+def _resque_dist_untrained(model, original, shifted, layer, *, seed: int = 0, **options):
+    return resque_dist(shift.untrained_copy(model, seed), original, shifted, layer, **options)
 
 
 def _transfer_score(name: str) -> Callable[..., float]:
@@ -160,6 +173,10 @@ for _predictor in (
               reading="higher = larger shift (0 = same mean and covariance)"),
     Predictor("cka", "Linear CKA (paired)", "shift", True, shift.cka, paired=True,
               reading="similarity: higher = SMALLER shift (1 = representations unchanged; 1 - cka is a shift size)"),
+    Predictor("pixel_distance", "Pixel RMS distance (no model)", "shift", False, shift.pixel_distance, paired=True,
+              reading="higher = the images moved further (RMS on the [0, 1] scale; model-free baseline)"),
+    Predictor("resque_dist_untrained", "RESQUE_dist, untrained network", "shift", False, _resque_dist_untrained,
+              reading="RESQUE_dist from a freshly initialised network of the same architecture (negative control)"),
     Predictor("logme", "LogME", "task", True, _transfer_score("logme"), reading=_EASIER),
     Predictor("leep", "LEEP", "task", True, _transfer_score("leep"), reading=_EASIER),
     Predictor("nce", "NCE", "task", True, _transfer_score("nce"), reading=_EASIER),

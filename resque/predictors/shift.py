@@ -48,7 +48,10 @@ __all__ = [
     "mmd",
     "mmd_rbf",
     "pair_embeddings",
+    "pixel_distance",
+    "pixel_rms_distance",
     "scores_from",
+    "untrained_copy",
     "model_outputs",
     "shift_embeddings",
 ]
@@ -818,6 +821,66 @@ def cka(
         device=device, batch_size=batch_size, num_workers=num_workers, progress=progress,
     )
     return _cka_score(e)
+
+
+# --------------------------------------------------------------------------------------------
+# Baselines without a trained model: how far the pixels moved, and RESQUE from an untrained network
+# --------------------------------------------------------------------------------------------
+
+
+def pixel_rms_distance(clean, shifted) -> float:
+    """Root-mean-square pixel difference between paired images: ``sqrt(mean((x - x')^2))``.
+
+    A model-free baseline: how far the shift moved the images themselves, on the
+    ``[0, 1]`` scale (0: unchanged; 1: every pixel flipped from black to white).
+
+    Parameters
+    ----------
+    clean, shifted : torch.Tensor or array_like
+        ``(N, C, H, W)`` (any shape, the same for both): image ``i`` of
+        `shifted` is image ``i`` of `clean` after the shift.
+    """
+    x = torch.as_tensor(clean, dtype=torch.float64)
+    y = torch.as_tensor(shifted, dtype=torch.float64)
+    if x.shape != y.shape:
+        raise DataError(f"pixel distance compares paired images, but the shapes differ: {tuple(x.shape)} and "
+                        f"{tuple(y.shape)}; pass the shifted images made from `clean`, in the same order.")
+    if x.numel() == 0:
+        raise DataError("pixel distance needs at least one image; both inputs are empty.")
+    return float(torch.sqrt(torch.mean((x - y) ** 2)))
+
+
+def pixel_distance(model, clean, shifted, layer=None, *, batch_size: int = 1024, **_options) -> float:
+    """:func:`pixel_rms_distance` of two paired datasets (`model` and `layer` are not used: no model is involved)."""
+    from ..cost.training import as_tensors
+
+    x, y = as_tensors(clean, "clean", batch_size), as_tensors(shifted, "shifted", batch_size)
+    if not torch.equal(x.labels, y.labels):
+        raise DataError("pixel distance compares the same images clean and shifted, but the labels differ; "
+                        "pass paired datasets in the same order, without shuffling.")
+    return pixel_rms_distance(x.images, y.images)
+
+
+def untrained_copy(model: nn.Module, seed: int = 0) -> nn.Module:
+    """A freshly initialised network of `model`'s architecture (a registry model's name and arguments).
+
+    The negative control of RESQUE: the same index from a network that learnt
+    nothing says how much of RESQUE's signal comes from the training. Built
+    with `seed`, in ``eval()`` mode, on `model`'s device.
+    """
+    from ..index.embedding import model_device
+    from ..models.zoo import create_model
+
+    config = getattr(model, "resque_config", None)
+    if not config:
+        raise DataError(
+            "An untrained copy needs the model's registry name and arguments (model.resque_config), which "
+            f"{type(model).__name__} lacks; build the model with resque.create_model or load it with load_checkpoint."
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = create_model(config["name"], **config.get("kwargs", {}))
+    return fresh.to(model_device(model)).eval()
 
 
 def baseline_scores(

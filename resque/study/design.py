@@ -5,7 +5,10 @@ worth running only if the cost of its shift runs varies. :func:`spread` reads
 a results folder's shift records and says, per family and overall, how much
 the cost spreads and how many runs are censored; :func:`meets_spread` applies
 the criteria (no family where every run costs the same, an interquartile
-range of at least one epoch, at most 15 % censored).
+range of at least one epoch, at most 15 % censored). :func:`repeatability` says (test-retest)
+how well a cost agrees with itself when a run is retrained again with another
+retraining seed (a profile's ``replicate_seeds``): the ceiling of any
+predictor's correlation with that cost.
 
 Examples
 --------
@@ -25,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-__all__ = ["MIN_IQR", "MAX_CENSORED", "spread", "meets_spread"]
+__all__ = ["MIN_IQR", "MAX_CENSORED", "spread", "meets_spread", "repeatability"]
 
 #: The criteria of a publishable profile (book/method.md).
 MIN_IQR, MAX_CENSORED = 1.0, 0.15
@@ -86,3 +89,52 @@ def meets_spread(table, *, min_iqr: float = MIN_IQR, max_censored: float = MAX_C
     if not overall["censored_share"] <= max_censored:
         problems.append(f"{overall['censored_share']:.0%} of runs censored > {max_censored:.0%}")
     return not problems, problems
+
+
+def repeatability(records: Iterable | str | os.PathLike, measure: str = "epochs"):
+    """How well a cost agrees with itself: each run against its first repeat (another retraining seed).
+
+    Parameters
+    ----------
+    records : iterable of RunRecord, or a results folder
+        Complete ``shift`` and ``task`` records; those with ``replicates`` count.
+    measure : str, default "epochs"
+        A key of ``record.totals`` (and of each repeat's totals).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``shift``, ``task``, ``all`` (kinds without repeats are left out);
+        columns ``pairs``, ``both_finished`` (neither run censored), ``spearman``
+        (over those: a censored cost is only a lower bound, so it is not
+        ranked as if observed; NaN under 3 pairs or when a side is constant),
+        ``median_abs_diff`` (same pairs, in the measure's unit).
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    from ..cost.records import read_records
+
+    if isinstance(records, (str, os.PathLike)):
+        records = read_records(records).records
+    rows = []
+    for r in records:
+        if r.kind in ("shift", "task") and r.complete and r.replicates:
+            repeat = r.replicates[0]
+            rows.append({"kind": r.kind, "first": r.totals.get(measure), "again": (repeat.get("totals") or {}).get(measure),
+                         "finished": not r.censored and not repeat.get("censored", True)})
+    frame = pd.DataFrame(rows, columns=["kind", "first", "again", "finished"])
+
+    def describe(group) -> dict:
+        kept = group[group["finished"].astype(bool)].dropna(subset=["first", "again"])
+        first, again = kept["first"].astype(float).to_numpy(), kept["again"].astype(float).to_numpy()
+        constant = len(kept) < 3 or np.ptp(first) == 0 or np.ptp(again) == 0
+        return {"pairs": len(group), "both_finished": len(kept),
+                "spearman": np.nan if constant else float(spearmanr(first, again)[0]),
+                "median_abs_diff": float(np.median(np.abs(first - again))) if len(kept) else np.nan}
+
+    table = {kind: describe(group) for kind, group in frame.groupby("kind", sort=True)}
+    if table:
+        table["all"] = describe(frame)
+    return pd.DataFrame.from_dict(table, orient="index", columns=["pairs", "both_finished", "spearman", "median_abs_diff"])

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..predictors.registry import resque_task_name
-from ..predictors.shift import dataset_pass, pair_embeddings, scores_from
+from ..predictors.shift import dataset_pass, pair_embeddings, pixel_rms_distance, scores_from, untrained_copy
 from ..predictors.transfer import task_scores
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..data.datasets import load_dataset
@@ -24,7 +24,7 @@ from ..index.dist import ClassSums, DistResult, fingerprint, load_fingerprint, m
 from ..errors import DataError, InvalidParameterError
 from ..models.zoo import default_layer, input_shape
 from ..cost.records import RunRecord, load_record
-from ..cost.runs import cost_to_target, retrain_shift, retrain_task, train_from_scratch
+from ..cost.runs import cost_to_target, replicate_summary, retrain_shift, retrain_task, train_from_scratch
 from ..data.shifts import ShiftedDataset
 from ..data.splits import protocol_split, subsample_per_class, subset, validation_split
 from ..index.task import resque_task_variants
@@ -46,6 +46,9 @@ __all__ = [
 
 #: Validation holds at least this many images, or this share of the data when it is small (see validation_share).
 VALIDATION_IMAGES, VALIDATION_SHARE, VALIDATION_MAX_SHARE = 1000, 0.2, 0.5
+
+#: The untrained network of a seed's shift page is initialised with seed + this (never a source's own seed).
+UNTRAINED_SEED_OFFSET = 5000
 
 
 def validation_share(n_images: int) -> float:
@@ -198,6 +201,8 @@ class _ShiftSetting:
     clean_tensors: TensorData
     test_tensors: TensorData
     a_src: float
+    untrained: nn.Module  # the negative control: the source's architecture, freshly initialised
+    untrained_fingerprint: ClassSums
 
 
 def _shift_setting(profile: Profile, seed: int, results_dir, progress: bool) -> _ShiftSetting:
@@ -205,9 +210,11 @@ def _shift_setting(profile: Profile, seed: int, results_dir, progress: bool) -> 
     source, source_fingerprint = load_source(results_dir, seed)
     layer = default_layer(source)
     data = study_data(profile, seed)
+    untrained = untrained_copy(source, seed + UNTRAINED_SEED_OFFSET)
     return _ShiftSetting(
         profile=profile, results=results, seed=seed, source=source, fingerprint=source_fingerprint, layer=layer,
-        data=data,
+        data=data, untrained=untrained,
+        untrained_fingerprint=fingerprint(untrained, data.original, layer, progress=progress),
         on_clean=dataset_pass(source, data.shifted_base, layer, name="clean S1+S2", progress=progress),
         on_original=dataset_pass(source, data.original, layer, name="original", progress=progress),
         clean_tensors=as_tensors(data.shifted_base, "shifted_base"),
@@ -274,11 +281,17 @@ def _run_shift_at(setting: _ShiftSetting, shift: str, intensity: float, progress
     clean_tensors = setting.clean_tensors
     shifted_tensors = TensorData(shifted.images_, torch.as_tensor(clean_tensors.labels))
     accuracy_clean, accuracy_shifted = on_clean.accuracy, on_shifted.accuracy
+    # Baselines that know nothing a trained model knows: how far the pixels moved, and the same index
+    # from a network that learnt nothing (a negative control).
+    on_untrained = dataset_pass(setting.untrained, shifted, layer, name="shifted (untrained network)", progress=progress)
+    untrained_dist = resque_dist(setting.untrained, setting.untrained_fingerprint, on_untrained.class_sums, layer)
     estimators = {
         "resque_dist": float(dist),
         "accuracy_clean": accuracy_clean,
         "accuracy_shifted": accuracy_shifted,
         "accuracy_drop": accuracy_clean - accuracy_shifted,
+        "pixel_distance": pixel_rms_distance(setting.clean_tensors.images, shifted.images_),
+        "resque_dist_untrained": float(untrained_dist),
     }
     if paired is not None:
         estimators["resque_dist_paired"] = float(paired)
@@ -312,6 +325,10 @@ def _run_shift_at(setting: _ShiftSetting, shift: str, intensity: float, progress
     record = retrain_shift(  # a copy: the next intensity of the grid starts from the source model too
         copy.deepcopy(source), train_set, val_set, config, run_id=run_id, experiment=experiment, estimators=estimators, **options,
     )
+    for retrain_seed in profile.replicate_retrain_seeds(seed):  # test-retest: the same retraining, another seed
+        repeat = retrain_shift(copy.deepcopy(source), train_set, val_set, replace(config, seed=retrain_seed),
+                               run_id=f"{run_id} (repeat)", experiment=experiment, **options)
+        record.replicates.append(replicate_summary(repeat))
     record.save(results.record(run_id))  # last: the run counts as done only now
     return ShiftOutcome(
         record=record, scratch=scratch, dist=dist, dist_paired=paired,
@@ -359,6 +376,7 @@ class TaskOutcome:
     record: RunRecord
     scratch: RunRecord | None
     variants: dict  # (pool, init) -> TaskResult
+    conv_variants: dict  # the same at profile.task_conv_layer ({} when it is None)
     examples: torch.Tensor  # (8, C, H, W)
     example_labels: torch.Tensor  # (8,)
     classes: list[str] = field(default_factory=list)
@@ -404,6 +422,11 @@ def _run_task_with(profile: Profile, seed: int, task: str, results_dir, source: 
     estimators = {"resque_task": float(variants[("mean", "centroids")])}
     for (pool, init), result in variants.items():
         estimators[resque_task_name(pool, init)] = float(result)
+    at_conv = {}
+    if profile.task_conv_layer is not None:  # where pooling and flattening differ
+        at_conv = resque_task_variants(source, _items(tensors), profile.task_conv_layer, seed=seed, progress=progress)
+        for (pool, init), result in at_conv.items():
+            estimators[resque_task_name(pool, init, conv=True)] = float(result)
     # Transferability scores on the same data ("higher = easier", see resque.predictors.transfer).
     estimators.update(task_scores(source, _items(tensors), default_layer(source), names=profile.task_score_names(),
                                   seed=seed, progress=progress))
@@ -413,6 +436,7 @@ def _run_task_with(profile: Profile, seed: int, task: str, results_dir, source: 
     val_set = TensorData(tensors.images[val], tensors.labels[val])
     num_classes = len(train.classes) if hasattr(train, "classes") else int(tensors.labels.max()) + 1
     experiment = {"task": task, "task_dataset": spec.dataset, "num_classes": num_classes, "profile": profile.name,
+                  "task_conv_layer": profile.task_conv_layer,
                   "source_model_digest": model_digest(source), "rho": profile.rho}
     run_options = dict(energy=profile.energy, country_iso_code=profile.country_iso_code, progress=progress,
                        test_data=test, settings=profile.run_settings("task", seed, task=task))
@@ -436,8 +460,13 @@ def _run_task_with(profile: Profile, seed: int, task: str, results_dir, source: 
     scratch.save(results.record(scratch_run_id(run_id)))
     experiment.update(scratch_run_id=scratch_run_id(run_id), a_ref=a_ref, target_accuracy=target)
     config = replace(profile.retrain_config(seed), target_accuracy=target)
+    repeats = [(retrain_seed, copy.deepcopy(source)) for retrain_seed in profile.replicate_retrain_seeds(seed)]
     record = retrain_task(source, train_set, val_set, num_classes, config, run_id=run_id,
                           experiment=experiment, estimators=estimators, **run_options)
+    for retrain_seed, model in repeats:  # test-retest: the same retraining with another seed (and new head)
+        repeat = retrain_task(model, train_set, val_set, num_classes, replace(config, seed=retrain_seed),
+                              run_id=f"{run_id} (repeat)", experiment=experiment, **run_options)
+        record.replicates.append(replicate_summary(repeat))
     record.save(results.record(run_id))
-    return TaskOutcome(record=record, scratch=scratch, variants=variants, examples=tensors.images[:8],
+    return TaskOutcome(record=record, scratch=scratch, variants=variants, conv_variants=at_conv, examples=tensors.images[:8],
                        example_labels=tensors.labels[:8], classes=list(getattr(train, "classes", [])), task=task)

@@ -24,6 +24,9 @@ __all__ = ["PROFILE_DIR", "Profile", "Experiment", "list_profiles", "load_profil
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
+#: A repeat's retraining seed is its run's seed plus this (far from every source seed a profile uses).
+REPLICATE_SEED_OFFSET = 1000
+
 #: Version of what :meth:`Profile.run_settings` records; bump it when a change of code
 #: makes old records incomparable with new ones even under the same profile.
 SETTINGS_VERSION = 2  # 2: checks before any update and within epochs, relative targets, larger validation
@@ -74,8 +77,19 @@ class Profile:
         yardstick is the largest single cost of a shift run, and what reuse
         saves needs it on some seeds, not all; the savings are then those of
         these seeds. Task runs always train theirs.
+    replicate_seeds : list of int
+        The source seeds whose shift and task runs are retrained a second time
+        with another retraining seed (``seed + REPLICATE_SEED_OFFSET``: another
+        data order, dropout and new head), kept in the run's record
+        (``record.replicates``): the test-retest reliability of each cost, the
+        ceiling of any predictor's correlation with it. Default: none.
     paired : bool
         Also compute RESQUE_dist in paired mode (same images clean and shifted).
+    task_conv_layer : str or None
+        A convolutional layer of the model (a ``named_modules()`` name, e.g.
+        ``"features"``) at which every task run also computes the four
+        RESQUE_task variants (``resque_task_conv_<pool>_<init>``): there mean
+        pooling and flattening differ, unlike at a 2-D embedding. None: not computed.
     task_scores : list of str or None
         The transferability scores each task run computes, from
         :data:`resque.predictors.transfer.SCORES` (None: all of them). The
@@ -103,7 +117,9 @@ class Profile:
     rho: float = 0.98
     scratch: bool = True
     shift_scratch_seeds: list[int] | None = None
+    replicate_seeds: list[int] = field(default_factory=list)
     paired: bool = True
+    task_conv_layer: str | None = None
     task_scores: list[str] | None = None
     energy: bool = True
     country_iso_code: str = "USA"
@@ -147,6 +163,10 @@ class Profile:
             if not isinstance(self.shift_scratch_seeds, list) or unknown:
                 raise InvalidParameterError("shift_scratch_seeds", self.shift_scratch_seeds,
                                             f"a list of the profile's seeds {self.seeds}, or null for all of them")
+        if not isinstance(self.replicate_seeds, list) or any(s not in self.seeds for s in self.replicate_seeds):
+            raise InvalidParameterError("replicate_seeds", self.replicate_seeds,
+                                        f"a list of the profile's seeds {self.seeds} (or [] for no repeats)")
+        _refuse_duplicates("replicate_seeds", self.replicate_seeds, str, "each seed's runs are repeated once")
         if self.task_scores is not None:
             from ..predictors.transfer import SCORES
 
@@ -163,7 +183,8 @@ class Profile:
     def check_runnable(self) -> None:
         """What a run needs beyond the profile's own values, checked before any kernel starts.
 
-        The energy tracker's country code and the datasets (source and tasks),
+        The energy tracker's country code, ``task_conv_layer`` (a layer of the
+        model) and the datasets (source and tasks),
         which must be on disk unless ``download`` (nothing is downloaded here).
         Raises the error the run would have raised later, minutes into it.
         The model's arguments are checked by the source notebook's first
@@ -178,6 +199,13 @@ class Profile:
                 _check_country(self.country_iso_code)
             except ImportError:  # no codecarbon: the run records no energy and says so
                 pass
+        if self.task_conv_layer is not None and self.tasks:
+            from ..models.zoo import create_model
+
+            layers = [name for name, _ in create_model(self.model, **self.model_kwargs).named_modules() if name]
+            if self.task_conv_layer not in layers:
+                raise InvalidParameterError("task_conv_layer", self.task_conv_layer, layers,
+                                            f"A layer of the model {self.model!r}, by its named_modules() name.")
         for dataset in sorted({self.dataset} | {get_task(task).dataset for task in self.tasks}):
             check_available(dataset, download=self.download)
 
@@ -201,14 +229,19 @@ class Profile:
             return settings
         settings.update({"retrain": dataclasses.asdict(self.retrain_config(seed)),
                          "scratch": self.trains_scratch(kind, seed),
+                         "replicates": self.replicate_retrain_seeds(seed),
                          "rho": self.rho})
         if kind == "shift":
             settings.update({"shift": shift, "intensity": float(intensity), "paired": self.paired})
         elif kind == "task":
-            settings.update({"task": task, "task_scores": self.task_score_names()})
+            settings.update({"task": task, "task_scores": self.task_score_names(), "task_conv_layer": self.task_conv_layer})
         else:
             raise InvalidParameterError("kind", kind, ["source", "shift", "task"])
         return settings
+
+    def replicate_retrain_seeds(self, seed: int) -> list[int]:
+        """The retraining seeds of the repeats of each shift and task run of source seed `seed` ([] for none)."""
+        return [seed + REPLICATE_SEED_OFFSET] if seed in self.replicate_seeds else []
 
     def task_score_names(self) -> list[str]:
         """The transferability scores a task run computes, in :data:`~resque.predictors.transfer.SCORES` order."""
@@ -350,6 +383,7 @@ def load_profile(profile: str | os.PathLike) -> Profile:
 _SHAPES = {
     "seeds": (list, "a list of integers, e.g. [0, 1, 2]"),
     "shift_scratch_seeds": ((list, type(None)), "a list of the profile's seeds, e.g. [0], or null for all"),
+    "replicate_seeds": (list, "a list of the profile's seeds, e.g. [0], or [] for none"),
     "tasks": (list, "a list of task names, e.g. [fashion_coarse4]"),
     "task_scores": ((list, type(None)), "a list of score names, e.g. [logme, leep, nce], or null for all"),
     "shifts": (dict, "a mapping of shift family -> list of intensities, e.g. {gaussian_noise: [0, 0.04, 0.08]}"),

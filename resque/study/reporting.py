@@ -318,30 +318,35 @@ def task_grid_table(outcomes) -> pd.DataFrame:
     return table
 
 
-def task_variants_table(variants: dict) -> pd.DataFrame:
+def task_variants_table(variants: dict, conv_variants: dict | None = None) -> pd.DataFrame:
     """The four RESQUE_task variants as a table, the default (mean pooling, centroid init) marked.
 
     Parameters
     ----------
     variants : dict
         ``{(pool, init): TaskResult}`` from :func:`resque.resque_task_variants`.
+    conv_variants : dict, optional
+        The same at a convolutional layer (a profile's ``task_conv_layer``),
+        where pooling and flattening differ: four more rows.
 
     Returns
     -------
     DataFrame
-        Columns ``pooling``, ``k-means init``, ``RESQUE_task``, ``ARI``,
+        Columns ``layer``, ``pooling``, ``k-means init``, ``RESQUE_task``, ``ARI``,
         ``k-means iterations``, ``default``; the default variant first.
     """
     rows = []
-    for (pool, init), result in variants.items():
-        rows.append({
-            "pooling": pool,
-            "k-means init": init,
-            "RESQUE_task": float(result.value),
-            "ARI": float(result.ari),
-            "k-means iterations": int(result.n_iter),
-            "default": (pool, init) == ("mean", "centroids"),
-        })
+    for group in (variants, conv_variants or {}):
+        for (pool, init), result in group.items():
+            rows.append({
+                "layer": result.layer,
+                "pooling": pool,
+                "k-means init": init,
+                "RESQUE_task": float(result.value),
+                "ARI": float(result.ari),
+                "k-means iterations": int(result.n_iter),
+                "default": group is variants and (pool, init) == ("mean", "centroids"),
+            })
     table = pd.DataFrame(rows)
     return table.sort_values("default", ascending=False, kind="stable").reset_index(drop=True)
 

@@ -654,7 +654,7 @@ def run_study(
 
 
 def _training_seconds(results: ResultsDir, run_ids) -> float:
-    """``train_seconds + eval_seconds`` of the records of `run_ids` and the yardsticks they name (to their plateau)."""
+    """``train_seconds + eval_seconds`` of the records of `run_ids`, their repeats and the yardsticks they name (to their plateau)."""
     total = 0.0
     for run_id in run_ids:
         try:
@@ -674,6 +674,9 @@ def _training_seconds(results: ResultsDir, run_ids) -> float:
             # all of its training is what the study spent (totals["plateau"])
             spent = totals.get("plateau") if isinstance(totals.get("plateau"), dict) else totals
             total += float(spent.get("train_seconds") or 0.0) + float(spent.get("eval_seconds") or 0.0)
+            for repeat in each.replicates:  # test-retest repeats are training the study did too
+                costs = repeat.get("totals") or {}
+                total += float(costs.get("train_seconds") or 0.0) + float(costs.get("eval_seconds") or 0.0)
     return total
 
 

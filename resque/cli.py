@@ -68,6 +68,22 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
     spread.add_argument("--measure", default="epochs", help="a cost in the records' totals (default: epochs)")
     spread.set_defaults(func=_cmd_study_spread)
 
+    report = sub.add_parser(
+        "report", help="the study's answers as Markdown tables (what the README and the book quote)",
+        description="From a study's records (or a runs table saved with --save-table): does RESQUE_dist predict each "
+                    "cost within and between families and beyond the intensity, Harrell's C, the test-retest "
+                    "ceiling, every shift predictor against RESQUE_dist by paired two-way bootstrap with Holm's "
+                    "correction, and the task predictors. Printed as Markdown.",
+    )
+    report.add_argument("--profile", required=True, help="profile name or YAML path (gives the default folder)")
+    report.add_argument("--results", metavar="DIR", default=None,
+                        help="results folder (default: $RESQUE_RESULTS/<profile> or results/<profile>)")
+    report.add_argument("--table", metavar="CSV", default=None,
+                        help="read this runs table (written by --save-table) instead of the records")
+    report.add_argument("--save-table", metavar="CSV", default=None, help="also write the runs table read, as CSV")
+    report.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    report.set_defaults(func=_cmd_study_report)
+
     run = sub.add_parser(
         "run", help="execute the experiments of a profile",
         description="Execute every experiment of a profile as a papermill notebook. Experiments with a complete "
@@ -173,6 +189,30 @@ def _cmd_study_spread(args: argparse.Namespace) -> int:
         print(retest.round(3).to_string())
     else:
         print("\nNo run was repeated with another retraining seed (the profile's replicate_seeds): no test-retest figure.")
+    return EXIT_OK
+
+
+def _cmd_study_report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .study.analysis import load_records
+    from .study.analysis.report import report_markdown
+    from .study.runner import plan_study
+
+    if args.table is not None:
+        frame = pd.read_csv(args.table)
+        source = args.table
+    else:
+        _, root, _ = plan_study(args.profile, args.results)
+        frame = load_records(root)
+        source = str(root)
+        if frame.empty:
+            print(f"No finished run in {root} yet (run `resque study run --profile {args.profile}` first).")
+            return EXIT_OK
+    if args.save_table is not None:
+        frame.to_csv(args.save_table, index=False)
+    print(f"<!-- resque study report, from {source} -->")
+    print(report_markdown(frame, n_boot=args.n_boot))
     return EXIT_OK
 
 

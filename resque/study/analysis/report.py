@@ -1,0 +1,167 @@
+"""The study's answers as Markdown tables, from the runs table alone (``resque study report``).
+
+Every number about results that the README or the book quotes comes from here:
+:func:`report_markdown` turns a runs table (:func:`~resque.study.analysis.load_records`,
+or the CSV that ``resque study report --save-table`` writes) into the tables, so
+that a test can check a quoted table against what the command prints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ...cost.measures import MEASURES
+from ...predictors.registry import get_predictor, list_predictors
+from .questions import BASELINES, add_baselines, compare_predictors, harrell_c, orient, within_between
+
+__all__ = ["DISTINCT", "REDUNDANT", "report_markdown", "shift_answers", "task_answers"]
+
+#: The costs that measure different things; the others follow from one of them.
+DISTINCT = ("epochs", "grad_norm_last", "grad_norm_mean", "param_change_from_start", "energy_kwh")
+#: Cost -> why it is not reported on its own.
+REDUNDANT = {
+    "steps": "steps per epoch x epochs (same training set in a run)",
+    "samples": "training-set size x epochs",
+    "train_flops": "FLOPs of one step x samples: proportional to samples",
+    "carbon_kg": "energy x the grid's carbon intensity: proportional to energy",
+    "train_seconds": "energy is a TDP-based estimate on this machine, tracking time",
+}
+
+
+def _label(name: str) -> str:
+    if name in BASELINES:
+        return BASELINES[name][0]
+    try:
+        return get_predictor(name).label
+    except Exception:
+        return name
+
+
+def _cost_label(measure: str) -> str:
+    m = MEASURES[measure]
+    return m.label + (" (estimate)" if m.estimate else "")
+
+
+def _number(value, digits: int = 2) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _present(frame: pd.DataFrame, names, kind: str) -> list[str]:
+    runs = frame[frame["kind"] == kind]
+    return [n for n in names if n in runs and np.isfinite(runs[n].to_numpy(dtype=float)).sum() >= 3]
+
+
+def shift_answers(frame: pd.DataFrame, measures=DISTINCT) -> pd.DataFrame:
+    """Per cost, for RESQUE_dist: within and between families, beyond the intensity, Harrell's C, test-retest."""
+    frame = add_baselines(frame)
+    runs = frame[frame["kind"] == "shift"]
+    rows = []
+    for measure in measures:
+        if measure not in runs or not np.isfinite(runs[measure].to_numpy(dtype=float)).any():
+            continue
+        answer = within_between(frame, "resque_dist", measure)
+        c, _ = harrell_c(orient(runs, "resque_dist"), runs[measure], runs["censored"])
+        retest = repeatability_of(frame, measure, "shift")
+        rows.append({"measure": measure, **answer, "harrell_c": c, "retest": retest})
+    return pd.DataFrame(rows)
+
+
+def repeatability_of(frame: pd.DataFrame, measure: str, kind: str) -> float:
+    """Spearman rho of a cost with its repeat (``repeat_<measure>``), both finished; NaN without repeats."""
+    column = f"repeat_{measure}"
+    if column not in frame:
+        return float("nan")
+    runs = frame[(frame["kind"] == kind) & ~frame["censored"].to_numpy(dtype=bool)]
+    runs = runs[~runs["repeat_censored"].astype("boolean").fillna(True).to_numpy(dtype=bool)]  # both finished
+    x, y = runs[measure].to_numpy(dtype=float), runs[column].to_numpy(dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 3 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
+        return float("nan")
+    return float(pd.Series(x[keep]).corr(pd.Series(y[keep]), method="spearman"))
+
+
+def task_answers(frame: pd.DataFrame, measures=DISTINCT) -> pd.DataFrame:
+    """Per cost, for every task predictor: Spearman rho (censored runs out) and Harrell's C (censored kept)."""
+    runs = frame[frame["kind"] == "task"]
+    rows = []
+    for measure in measures:
+        if measure not in runs:
+            continue
+        for name in _present(frame, list_predictors("task"), "task"):
+            finished = runs[~runs["censored"].to_numpy(dtype=bool)]
+            x, y = orient(finished, name), finished[measure].to_numpy(dtype=float)
+            keep = np.isfinite(x) & np.isfinite(y)
+            rho = (float(pd.Series(x[keep]).corr(pd.Series(y[keep]), method="spearman"))
+                   if keep.sum() >= 3 and np.ptp(x[keep]) > 0 and np.ptp(y[keep]) > 0 else float("nan"))
+            c, _ = harrell_c(orient(runs, name), runs[measure], runs["censored"])
+            rows.append({"measure": measure, "predictor": name, "n": int(keep.sum()), "spearman": rho, "harrell_c": c})
+    return pd.DataFrame(rows)
+
+
+def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, measures=DISTINCT) -> str:
+    """The study's answers as Markdown: RESQUE_dist per cost, the paired comparisons, the task predictors.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A runs table (:func:`~resque.study.analysis.load_records`).
+    n_boot, seed : int
+        Resamples and seed of the two-way bootstrap of the paired comparisons.
+    """
+    frame = add_baselines(frame)
+    shift_runs = frame[frame["kind"] == "shift"]
+    parts = []
+    n_seeds = int(shift_runs["seed"].nunique()) if len(shift_runs) else 0
+    parts.append(f"Shift runs: {len(shift_runs)} ({int(shift_runs['censored'].sum()) if len(shift_runs) else 0} "
+                 f"censored), {shift_runs['family'].nunique() if len(shift_runs) else 0} families, {n_seeds} source "
+                 f"seeds. Task runs: {int((frame['kind'] == 'task').sum())}. Correlations leave censored runs "
+                 "out; Harrell's C keeps them as censored.")
+    if n_seeds and n_seeds < 3:
+        parts.append("With fewer than 3 source seeds, the intervals ignore the variation between seeds.")
+    answers = shift_answers(frame, measures)
+    if len(answers):
+        parts.append("### Does RESQUE_dist predict each cost?\n\n" + _table(
+            ["cost", "runs", "within families (ρ)", "between families (ρ, n)", "beyond the intensity (partial ρ)",
+             "Harrell's C", "test-retest ρ (ceiling)"],
+            [[_cost_label(r["measure"]), str(r["n"]), _number(r["within"]),
+              f"{_number(r['between'])} ({r['n_families']})", _number(r["beyond_intensity"]),
+              _number(r["harrell_c"]), _number(r["retest"])] for _, r in answers.iterrows()]))
+    candidates = _present(frame, list_predictors("shift") + list(BASELINES), "shift")
+    if "resque_dist" in candidates:
+        others = [name for name in candidates if name != "resque_dist"]
+        rows = []
+        for measure in measures:
+            if measure not in shift_runs or not np.isfinite(shift_runs[measure].to_numpy(dtype=float)).any():
+                continue
+            table = compare_predictors(frame, others, measure, reference="resque_dist", n_boot=n_boot, seed=seed)
+            for _, r in table.iterrows():
+                rows.append([_cost_label(measure), _label(r["predictor"]), _number(r["rho"]), _number(r["rho_reference"]),
+                             f"{_number(r['difference'])} [{_number(r['low'])}, {_number(r['high'])}]",
+                             _number(r["p_holm"], 3), r["verdict"]])
+        if rows:
+            parts.append("### Which predictor is best? Each against RESQUE_dist, paired\n\n"
+                         "Spearman ρ of each predictor (turned so that higher predicts more retraining) and of "
+                         "RESQUE_dist on the same runs; the difference with its 95 % interval over two-way "
+                         f"bootstrap resamples of seeds and experiments ({n_boot}); p adjusted by Holm over the "
+                         "comparisons of one cost.\n\n" + _table(
+                             ["cost", "predictor", "ρ", "ρ RESQUE_dist", "difference [95 % CI]", "p (Holm)", "verdict"],
+                             rows))
+    tasks = task_answers(frame, measures[:1])
+    if len(tasks):
+        parts.append("### Task changes: each predictor and the epochs\n\n" + _table(
+            ["predictor", "runs", "Spearman ρ", "Harrell's C"],
+            [[_label(r["predictor"]), str(r["n"]), _number(r["spearman"]), _number(r["harrell_c"])]
+             for _, r in tasks.sort_values("spearman", ascending=False, na_position="last").iterrows()]))
+    parts.append("Costs not reported on their own: " + "; ".join(
+        f"{MEASURES[name].label.lower()} ({why})" for name, why in REDUNDANT.items()) + ".")
+    return "\n\n".join(parts) + "\n"
+

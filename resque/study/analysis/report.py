@@ -123,7 +123,7 @@ def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, m
     n_seeds = int(shift_runs["seed"].nunique()) if len(shift_runs) else 0
     parts.append(f"Shift runs: {len(shift_runs)} ({int(shift_runs['censored'].sum()) if len(shift_runs) else 0} "
                  f"censored), {shift_runs['family'].nunique() if len(shift_runs) else 0} families, {n_seeds} source "
-                 f"seeds. Task runs: {int((frame['kind'] == 'task').sum())}. Correlations leave censored runs "
+                 f"seed{'' if n_seeds == 1 else 's'}. Task runs: {int((frame['kind'] == 'task').sum())}. Correlations leave censored runs "
                  "out; Harrell's C keeps them as censored.")
     if n_seeds and n_seeds < 3:
         parts.append("With fewer than 3 source seeds, the intervals ignore the variation between seeds.")

@@ -82,6 +82,9 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
                         help="read this runs table (written by --save-table) instead of the records")
     report.add_argument("--save-table", metavar="CSV", default=None, help="also write the runs table read, as CSV")
     report.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    report.add_argument("--measures", default=None, metavar="COST,COST",
+                        help="the costs to report, comma-separated (default: the distinct ones: "
+                             "epochs,grad_norm_last,grad_norm_mean,param_change_from_start,energy_kwh)")
     report.set_defaults(func=_cmd_study_report)
 
     run = sub.add_parser(
@@ -196,23 +199,28 @@ def _cmd_study_report(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .study.analysis import load_records
-    from .study.analysis.report import report_markdown
+    from .cost.measures import MEASURES
+    from .errors import InvalidParameterError
+    from .study.analysis.report import DISTINCT, report_markdown
     from .study.runner import plan_study
 
     if args.table is not None:
+        if not os.path.isfile(args.table):
+            raise InvalidParameterError("--table", args.table, "a CSV written by `resque study report --save-table`")
         frame = pd.read_csv(args.table)
-        source = args.table
     else:
         _, root, _ = plan_study(args.profile, args.results)
         frame = load_records(root)
-        source = str(root)
         if frame.empty:
             print(f"No finished run in {root} yet (run `resque study run --profile {args.profile}` first).")
             return EXIT_OK
     if args.save_table is not None:
         frame.to_csv(args.save_table, index=False)
-    print(f"<!-- resque study report, from {source} -->")
-    print(report_markdown(frame, n_boot=args.n_boot))
+    measures = DISTINCT if args.measures is None else tuple(m.strip() for m in args.measures.split(",") if m.strip())
+    for measure in measures:
+        if measure not in MEASURES:
+            raise InvalidParameterError("--measures", measure, list(MEASURES))
+    print(report_markdown(frame, n_boot=args.n_boot, measures=measures))
     return EXIT_OK
 
 

@@ -4,7 +4,10 @@ One module per concept: :mod:`.frame` (records to the table), :mod:`.bootstrap`
 (weighted statistics of all resamples at once), :mod:`.correlations` (per group
 and pooled, and their tables), :mod:`.savings`, :mod:`.ranking` (every
 registered predictor, oriented), :mod:`.findings` (sentences), :mod:`.plots`,
-:mod:`.forecast_eval` (leave-one-experiment-out evaluation of the forecast).
+:mod:`.forecast_eval` (leave-one-experiment-out evaluation of the forecast),
+:mod:`.questions` (within vs between families, beyond the intensity, Harrell's
+C, two-way bootstrap, paired comparisons with Holm's correction) and
+:mod:`.report` (their answers as Markdown: ``resque study report``).
 
 The pipeline is three steps, each a plain function
 the analysis notebook calls::
@@ -23,7 +26,9 @@ Choices, and why:
   are kept: their costs are lower bounds of what reaching the target would have
   cost, which is data, and dropping them would bias the analysis towards easy
   shifts. Every correlation row says how many of its runs were censored, and
-  ``exclude_censored=True`` gives the analysis without them.
+  ``exclude_censored=True`` gives the analysis without them. The reviewer's
+  questions (:mod:`.questions`) are stricter: their rank correlations leave
+  censored runs out, and Harrell's C keeps them as censored.
 - **Bootstrap.** Percentile intervals from resampling runs with replacement;
   with several seeds, whole seeds are resampled (a cluster bootstrap), since the
   runs of one seed share a source model and data split and are not independent.
@@ -42,6 +47,8 @@ from .frame import describe_skipped, load_records, resolve_results_dir
 from .labels import label_of
 from .plots import plot_scatter, plot_vs_intensity
 from .ranking import best_predictors, pairwise_accuracy, rank_predictors
+from .questions import add_baselines, compare_predictors, harrell_c, within_between
+from .report import report_markdown
 from .savings import SAVINGS, savings_summary
 
 __all__ = [
@@ -51,4 +58,5 @@ __all__ = [
     "rank_predictors", "best_predictors", "pairwise_accuracy", "findings", "winner_sentences",
     "plot_scatter", "plot_vs_intensity",
     "leave_one_out", "summarize_leave_one_out", "plot_predicted_vs_measured",
+    "add_baselines", "within_between", "harrell_c", "compare_predictors", "report_markdown",
 ]

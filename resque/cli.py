@@ -55,6 +55,12 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
     grid_options(plan)
     plan.set_defaults(func=_cmd_study_plan)
 
+    def folder_options(parser: argparse.ArgumentParser) -> None:
+        """The options of a command that reads a study's results folder."""
+        parser.add_argument("--profile", required=True, help="profile name or YAML path (gives the default folder)")
+        parser.add_argument("--results", metavar="DIR", default=None,
+                            help="results folder (default: $RESQUE_RESULTS/<profile> or results/<profile>)")
+
     spread = sub.add_parser(
         "spread", help="how much the cost of a study's shift runs spreads, and whether the design criteria hold",
         description="Per shift family and pooled: runs, distinct costs, min / median / max, interquartile range and "
@@ -62,9 +68,7 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
                     "publishable design hold (no family where every run costs the same, IQR >= 1 epoch, at most "
                     "15 %% censored). Exit status 0 either way: it reports.",
     )
-    spread.add_argument("--profile", required=True, help="profile name or YAML path (gives the default folder)")
-    spread.add_argument("--results", metavar="DIR", default=None,
-                        help="results folder (default: $RESQUE_RESULTS/<profile> or results/<profile>)")
+    folder_options(spread)
     spread.add_argument("--measure", default="epochs", help="a cost in the records' totals (default: epochs)")
     spread.set_defaults(func=_cmd_study_spread)
 
@@ -75,9 +79,7 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
                     "ceiling, every shift predictor against RESQUE_dist by paired two-way bootstrap with Holm's "
                     "correction, and the task predictors. Printed as Markdown.",
     )
-    report.add_argument("--profile", required=True, help="profile name or YAML path (gives the default folder)")
-    report.add_argument("--results", metavar="DIR", default=None,
-                        help="results folder (default: $RESQUE_RESULTS/<profile> or results/<profile>)")
+    folder_options(report)
     report.add_argument("--table", metavar="CSV", default=None,
                         help="read this runs table (written by --save-table) instead of the records")
     report.add_argument("--save-table", metavar="CSV", default=None, help="also write the runs table read, as CSV")

@@ -1,7 +1,7 @@
 """What do the baseline predictors add to the forward pass they share?
 
-On the `quick` profile's data (Fashion-MNIST, 300 images per class before the
-S0/S1/S2 split, the small CNN), this script times:
+On the `quick` profile's data (Fashion-MNIST, its `n_per_class` images per class
+before the S0/S1/S2 split, the small CNN), this script times:
 
 - one bare batched forward pass over the data a predictor reads (the unit);
 - each baseline's own computation on the embeddings that pass produced
@@ -9,7 +9,9 @@ S0/S1/S2 split, the small CNN), this script times:
   k-NN and linear-probe accuracy for a task), and RESQUE's own for comparison,
 
 and prints each as a multiple of the forward pass. A ratio below 1 means the
-predictor adds less than one more forward pass. Median of `--repeats` runs.
+predictor adds less than one more forward pass. Median of `--repeats` runs,
+with the range of the repeats (each repeat's time over the median pass) in
+brackets: on a noisy machine, quote the range with the median.
 
 Usage::
 
@@ -34,13 +36,24 @@ from resque.index.task import task_from_embeddings
 from resque.cost.training import as_tensors
 
 
-def median_time(fn, repeats: int) -> float:
+def timings(fn, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_time(fn, repeats: int) -> float:
+    return statistics.median(timings(fn, repeats))
+
+
+def line(name: str, times: list[float], unit: float) -> str:
+    t = statistics.median(times)
+    spread = f"[{min(times) / unit:.2f}, {max(times) / unit:.2f}]"
+    return (f"  {name:38s} {t:8.4f} s  = {t / unit:6.2f} x the forward pass {spread:>14s}  "
+            f"{'OK' if t < unit else 'MORE than a pass'}")
 
 
 def forward(model, images: torch.Tensor, batch_size: int = 256) -> None:
@@ -93,16 +106,14 @@ def main() -> None:
         "linear-probe accuracy (5-fold)": lambda: bt.linear_probe_accuracy(features, labels),
     }
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; small CNN, layer {layer!r}; "
-          f"median of {args.repeats}")
+          f"median of {args.repeats} [range]")
     print(f"shift data: {len(original)} original + {len(shifted_set)} shifted images; "
           f"one forward pass over both = {pass_shift:.3f} s")
     for name, fn in shift_costs.items():
-        t = median_time(fn, args.repeats)
-        print(f"  {name:38s} {t:8.4f} s  = {t / pass_shift:6.2f} x the forward pass  {'OK' if t < pass_shift else 'MORE than a pass'}")
+        print(line(name, timings(fn, args.repeats), pass_shift), flush=True)
     print(f"task data: {len(task_tensors)} images (fashion_coarse4); one forward pass = {pass_task:.3f} s")
     for name, fn in task_costs.items():
-        t = median_time(fn, args.repeats)
-        print(f"  {name:38s} {t:8.4f} s  = {t / pass_task:6.2f} x the forward pass  {'OK' if t < pass_task else 'MORE than a pass'}")
+        print(line(name, timings(fn, args.repeats), pass_task), flush=True)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ intercept-only fit, prediction interval with ``n - 1`` degrees of freedom)
 unless the OLS slope on the index is significant at the 5 % level, in which
 case the line is used.
 
-Costs cannot be negative and a retraining takes at least one epoch, so the
-point estimate and both interval ends are clipped at 0 (epochs: at 1); a
-clipped value is marked in the printed table. Runs that stopped before
+Costs cannot be negative, so the point estimate and both interval ends are
+clipped at 0 (a model already at its target costs 0 epochs: accuracy is
+checked before any update); a clipped value is marked in the printed table. Runs that stopped before
 reaching the target accuracy (``censored``) are left out by default: their
 cost is only a lower bound of the true cost.
 
@@ -186,8 +186,8 @@ def mean_fit(y: Sequence[float]) -> LinearFit:
 
 
 def _floor(measure: str) -> float:
-    """Smallest possible value of a cost: one epoch, else zero."""
-    return 1.0 if measure == "epochs" else 0.0
+    """Smallest possible value of a cost: 0 for every cost (epochs too: a model at its target costs nothing)."""
+    return 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -205,7 +205,7 @@ class MeasurePrediction:
         Column (``"energy_kwh"``), label (``"Energy"``) and unit (``"kWh"``).
     point, low, high : float
         Predicted cost of the retraining and its prediction interval, clipped
-        at 0 (epochs: at 1).
+        at 0.
     clipped : bool
         Whether any of the three was raised to the floor.
     scratch : float

@@ -171,6 +171,27 @@ def test_assemble_writes_every_page(tmp_path):
     assert "profile `smoke`" in timings and "**75 s**" in timings  # 6 notebooks x 12.5 s of papermill duration
 
 
+def test_book_copies_show_no_parameter_cell_and_no_path_of_the_machine(tmp_path):
+    results = synthetic_results(tmp_path / "site" / "results" / "smoke")
+    for path in (results / "notebooks").glob("*.ipynb"):  # as papermill leaves them: absolute paths everywhere
+        nb = nbformat.read(path, as_version=4)
+        nb.cells.insert(1, nbformat.v4.new_code_cell('results_dir = "results/smoke"', metadata={"tags": ["parameters"]}))
+        nb.cells[2].source = f'results_dir = "{results.resolve()}"'
+        nb.cells[3].outputs[0]["text"] = f"records from {results.resolve()}/records, data in {Path.home()}/.cache\n"
+        nb.metadata["papermill"]["input_path"] = str(tmp_path / "site" / "notebooks" / "shift.ipynb")
+        nbformat.write(nb, path)
+    generated = book.assemble(results, book_sources(tmp_path / "site") / "book")
+    for path in generated.rglob("*.ipynb"):
+        text = path.read_text()
+        assert str(tmp_path) not in text and str(Path.home()) + "/" not in text, path.name
+        nb = nbformat.read(path, as_version=4)
+        assert 'results_dir = "results/smoke"' in nb.cells[2].source  # relative to the project
+        assert "records from results/smoke/records, data in ~/.cache" in nb.cells[3].outputs[0]["text"]
+        assert nb.metadata["papermill"]["input_path"] == "notebooks/shift.ipynb"
+        removed = [cell for cell in nb.cells if "remove-cell" in cell.metadata.get("tags", [])]
+        assert [cell.metadata["tags"][0] for cell in removed] == ["parameters", "injected-parameters"]
+
+
 def test_assemble_without_analysis_writes_placeholders(tmp_path):
     results = synthetic_results(tmp_path / "results", runs={"source-seed0": ("Source model", {})})
     generated = book.assemble(results, book_sources(tmp_path / "site") / "book")

@@ -182,11 +182,11 @@ def test_bad_arguments_name_the_parameter(arguments, parameter):
 # --------------------------------------------------------------------------- predictions
 
 
-def test_predict_clips_costs_at_zero_and_epochs_at_one():
+def test_predict_clips_every_cost_at_zero():
     frame = synthetic_frame(40, seed=0)
     model = fit_forecast(frame)
     prediction = model.predict(-1.0)  # the line gives about 2 - 30 < 0
-    assert prediction["epochs"].point == 1.0 and prediction["epochs"].low == 1.0
+    assert prediction["epochs"].point == 0.0 and prediction["epochs"].low == 0.0  # a model at its target costs 0
     assert prediction["energy_kwh"].point == 0.0 and prediction["carbon_kg"].low == 0.0
     assert all(m.clipped for m in prediction.measures.values())
     assert prediction.extrapolated

@@ -27,6 +27,9 @@ def test_baselines_are_a_constant_and_the_dense_intensity_rank_within_each_famil
     frame = add_baselines(shift_frame(n_seeds=1, families=("a",), intensities=(0.0, 0.3, 0.1)))
     assert frame["constant"].tolist() == [0.0, 0.0, 0.0]
     assert frame["intensity_rank"].tolist() == [0.0, 2.0, 1.0]
+    # a family whose control was run under another family still ranks its mildest shift 1, not 0
+    without_control = add_baselines(shift_frame(n_seeds=1, families=("b",), intensities=(0.2, 0.5)))
+    assert without_control["intensity_rank"].tolist() == [1.0, 2.0]
 
 
 def test_a_predictor_equal_to_the_cost_wins_every_paired_comparison():
@@ -152,3 +155,16 @@ def test_report_answers_in_markdown_from_a_saved_runs_table(tmp_path, capsys):
     assert main(["study", "report", "--profile", "smoke", "--table", str(path), "--n-boot", "200"]) == 0
     printed = capsys.readouterr().out
     assert "test-retest" in printed and "Which predictor is best?" in printed
+
+
+def test_the_forecast_beats_a_constant_when_the_index_carries_the_cost():
+    from resque.study.analysis.forecast_eval import forecast_comparison
+
+    frame = shift_frame(cost=lambda f, intensity, s, rng: 3 * intensity + f * 0.5 + 0.1 * rng.normal())
+    frame["resque_dist"] = 3 * frame["intensity"] + frame["family"].map({"a": 0, "b": 1, "c": 2, "d": 3}) * 0.5
+    table = forecast_comparison(frame, "epochs").set_index(["held_out", "forecaster"])
+    for scheme in ("experiment", "family"):
+        ours, constant = table.loc[(scheme, "RESQUE_dist (the forecast)")], table.loc[(scheme, "constant")]
+        assert ours["mae"] < 0.5 * constant["mae"] and ours["width"] < constant["width"]
+        assert ours["n"] == len(frame)
+    assert 0.8 <= table.loc[("experiment", "RESQUE_dist (the forecast)"), "coverage"] <= 1.0

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from ...cost.measures import MEASURES
-from ...forecast import DEFAULT_MEASURES, _as_frame, _usable, fit_forecast
+from ...forecast import DEFAULT_MEASURES, _as_frame, _usable, fit_forecast, mean_fit, ols_fit
 
-__all__ = ["leave_one_out", "summarize_leave_one_out", "plot_predicted_vs_measured"]
+__all__ = ["leave_one_out", "summarize_leave_one_out", "plot_predicted_vs_measured", "FORECASTERS",
+           "forecast_comparison"]
 
 
 def _experiment_of(frame: pd.DataFrame) -> pd.Series:
@@ -141,3 +142,63 @@ def plot_predicted_vs_measured(loo_frame: pd.DataFrame):
     return figure
 
 
+
+
+#: What each forecaster of :func:`forecast_comparison` regresses the cost on (None: nothing, a constant).
+FORECASTERS = {"RESQUE_dist (the forecast)": "resque_dist", "intensity rank": "intensity_rank", "constant": None}
+
+
+def forecast_comparison(frame, measure: str = "epochs", *, level: float = 0.9, kind: str = "shift") -> pd.DataFrame:
+    """The forecast against a constant and the intensity baseline, on held-out experiments and held-out families.
+
+    Every forecaster is the same least-squares line with a t-based prediction
+    interval as :func:`resque.fit_forecast` (the constant: the mean, with its
+    interval), on a different input: RESQUE_dist, the within-family intensity
+    rank, or nothing. Held out in turn: each experiment (a family at one
+    intensity, all its seeds together) and each family (all its intensities).
+    Censored runs are left out of fitting and scoring, as the forecast leaves
+    them out; intervals are clipped at 0, as the forecast's are.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per held-out scheme and forecaster: ``held_out``
+        (``"experiment"``, ``"family"``), ``forecaster``, ``n`` (runs scored),
+        ``mae``, ``mdape`` (a fraction, over runs whose cost is not 0),
+        ``coverage`` (share of runs inside their interval) and ``width`` (mean
+        interval width), in the measure's unit.
+    """
+    from .questions import add_baselines
+
+    frame = add_baselines(_as_frame(frame))
+    runs = frame[(frame["kind"] == kind) & ~frame["censored"].to_numpy(dtype=bool)]
+    runs = runs[np.isfinite(runs[measure].to_numpy(dtype=float)) & np.isfinite(runs["resque_dist"].to_numpy(dtype=float))]
+    schemes = {"experiment": pd.Series(_experiment_of(runs), index=runs.index), "family": runs["family"].astype(str)}
+    rows = []
+    for scheme, groups in schemes.items():
+        for name, column in FORECASTERS.items():
+            errors, apes, covered, widths = [], [], [], []
+            for group in pd.unique(groups):
+                train, test = runs[groups != group], runs[groups == group]
+                y = train[measure].to_numpy(dtype=float)
+                if len(train) < 3:
+                    continue
+                if column is None:
+                    fit, x_test = mean_fit(y), np.zeros(len(test))
+                else:
+                    x = train[column].to_numpy(dtype=float)
+                    if np.ptp(x) == 0:
+                        continue
+                    fit, x_test = ols_fit(x, y), test[column].to_numpy(dtype=float)
+                point, low, high = (np.maximum(v, 0.0) for v in fit.predict(x_test, level))
+                measured = test[measure].to_numpy(dtype=float)
+                errors += list(np.abs(point - measured))
+                apes += [abs(p - m) / m for p, m in zip(point, measured) if m != 0]
+                covered += list((low <= measured) & (measured <= high))
+                widths += list(high - low)
+            rows.append({"held_out": scheme, "forecaster": name, "n": len(errors),
+                         "mae": float(np.mean(errors)) if errors else math.nan,
+                         "mdape": float(np.median(apes)) if apes else math.nan,
+                         "coverage": float(np.mean(covered)) if covered else math.nan,
+                         "width": float(np.mean(widths)) if widths else math.nan})
+    return pd.DataFrame(rows, columns=["held_out", "forecaster", "n", "mae", "mdape", "coverage", "width"])

@@ -44,7 +44,8 @@ __all__ = ["BASELINES", "add_baselines", "orient", "experiment_of", "within_betw
 #: Baselines derived from the study's design rather than computed from data: column -> (label, reading).
 BASELINES = {
     "constant": ("Constant (no information)", "the same value for every run: a rank correlation is undefined, C = 0.5"),
-    "intensity_rank": ("Intensity rank within the family", "0 for the clean control, then 1, 2, ... by intensity"),
+    "intensity_rank": ("Intensity rank within the family",
+                       "0 for the clean control (in every family), then 1, 2, ... by intensity"),
 }
 
 
@@ -53,9 +54,11 @@ def add_baselines(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     shift = out["kind"] == "shift"
     out["constant"] = np.where(shift, 0.0, np.nan)
-    ranks = out[shift].groupby("family")["intensity"].rank(method="dense") - 1.0
     out["intensity_rank"] = np.nan
-    out.loc[ranks.index, "intensity_rank"] = ranks
+    for _, runs in out[shift].groupby("family"):
+        # the clean control is rank 0 in every family, run or not (it is run once per seed, under one family)
+        levels = sorted(set(runs["intensity"].astype(float)) | {0.0})
+        out.loc[runs.index, "intensity_rank"] = [float(levels.index(float(v))) for v in runs["intensity"]]
     return out
 
 

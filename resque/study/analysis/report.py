@@ -15,6 +15,7 @@ import pandas as pd
 
 from ...cost.measures import MEASURES
 from ...predictors.registry import get_predictor, list_predictors
+from .forecast_eval import forecast_comparison
 from .questions import BASELINES, add_baselines, compare_predictors, harrell_c, orient, within_between
 
 __all__ = ["DISTINCT", "REDUNDANT", "report_markdown", "shift_answers", "task_answers"]
@@ -155,6 +156,18 @@ def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, m
                          "comparisons of one cost.\n\n" + _table(
                              ["cost", "predictor", "ρ", "ρ RESQUE_dist", "difference [95 % CI]", "p (Holm)", "verdict"],
                              rows))
+    if measures and "resque_dist" in shift_runs and len(shift_runs) >= 5:
+        forecast = forecast_comparison(frame, measures[0])
+        if len(forecast):
+            parts.append(f"### How good is the forecast? {_cost_label(measures[0])}, 90 % intervals\n\n"
+                         "The same least-squares line with a t-based interval as `resque forecast`, on RESQUE_dist, "
+                         "on the intensity rank, or on nothing (a constant); each experiment (all its seeds), then each "
+                         "family, held out in turn. Censored runs are left out, as the forecast leaves them out.\n\n"
+                         + _table(["held out", "forecaster", "runs", "MAE", "MdAPE", "coverage", "mean width"],
+                                  [[r["held_out"], r["forecaster"], str(r["n"]), _number(r["mae"]),
+                                    "n/a" if not math.isfinite(r["mdape"]) else f"{100 * r['mdape']:.0f} %",
+                                    "n/a" if not math.isfinite(r["coverage"]) else f"{100 * r['coverage']:.0f} %",
+                                    _number(r["width"])] for _, r in forecast.iterrows()]))
     tasks = task_answers(frame, measures[:1])
     if len(tasks):
         parts.append("### Task changes: each predictor and the epochs\n\n" + _table(

@@ -13,6 +13,7 @@ from ...errors import BookBuildError, BookError
 from .collect import GENERATED, GROUPS, SINGLE_PAGES, _collect
 from .figure import _method_figure
 from .mathjax import _install_mathjax
+from .notebooks import for_readers
 from .pages import (
     _headline_snippet,
     _missing_page,
@@ -23,6 +24,23 @@ from .pages import (
     _timings_snippet,
     _unreadable_note,
 )
+
+def _machine_paths(results_dir: Path, book_dir: Path) -> dict[str, str]:
+    """Absolute paths of the building machine -> what the book shows instead (see notebooks.for_readers).
+
+    The results folder becomes its path relative to the project (``results/quick``),
+    or its name when it lies elsewhere; the project's root becomes nothing (so a
+    template is ``notebooks/shift.ipynb``); the home folder becomes ``~``.
+    """
+    project = book_dir.resolve().parent
+    results = results_dir.resolve()
+    try:
+        shown = results.relative_to(project).as_posix()
+    except ValueError:
+        shown = results.name
+    paths = {str(results): shown, str(project) + os.sep: "", str(project): ".", str(Path.home()): "~"}
+    return {path: value for path, value in paths.items() if len(Path(path).parts) > 1}  # never "/" itself
+
 
 def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book") -> Path:
     """Copy a study's executed notebooks into the book and write its generated pages.
@@ -62,17 +80,16 @@ def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book
     generated.mkdir()
     (generated / "figures").mkdir()
 
+    import nbformat
+
     study = _collect(results_dir)
     copied = {}
+    scrub = _machine_paths(results_dir, book_dir)
     for run in [r for runs in study.runs.values() for r in runs] + list(study.single.values()):
         target = generated / run.link
         target.parent.mkdir(parents=True, exist_ok=True)
-        if run.notebook is not None:
-            import nbformat
-
-            nbformat.write(run.notebook, target)
-        else:
-            shutil.copy2(run.source, target)
+        notebook = run.notebook if run.notebook is not None else nbformat.read(run.source, as_version=4)
+        nbformat.write(for_readers(notebook, scrub), target)
         copied[run.run_id] = run.link
     for folder, _ in GROUPS.values():
         (generated / folder).mkdir(exist_ok=True)

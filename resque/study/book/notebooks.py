@@ -98,3 +98,30 @@ def _retitle(notebook, label: str) -> bool:
                 return True
         return False
     return False
+
+
+#: Tags of the cells papermill's parameters live in: removed from the rendered page (Jupyter Book's remove-cell).
+PARAMETER_TAGS = ("parameters", "injected-parameters")
+
+
+def for_readers(notebook, replacements: dict[str, str]):
+    """The book's copy of an executed notebook: no parameter cell on the page, no path of the building machine.
+
+    The template's ``parameters`` cell and papermill's ``injected-parameters``
+    cell get Jupyter Book's ``remove-cell`` tag (they stay in the notebook a
+    reader downloads). Every occurrence of each key of `replacements` (absolute
+    paths: the results folder, the project's root) in the cells, their outputs
+    and the metadata is replaced by its value (the path relative to the
+    project, or nothing), longest first.
+    """
+    import nbformat
+
+    for cell in notebook.cells:
+        tags = list(cell.metadata.get("tags", []))
+        if any(tag in tags for tag in PARAMETER_TAGS) and "remove-cell" not in tags:
+            cell.metadata["tags"] = tags + ["remove-cell"]
+    text = nbformat.writes(notebook)
+    for path in sorted(replacements, key=len, reverse=True):
+        if path:
+            text = text.replace(path, replacements[path])
+    return nbformat.reads(text, as_version=4)

@@ -168,3 +168,19 @@ def test_the_forecast_beats_a_constant_when_the_index_carries_the_cost():
         assert ours["mae"] < 0.5 * constant["mae"] and ours["width"] < constant["width"]
         assert ours["n"] == len(frame)
     assert 0.8 <= table.loc[("experiment", "RESQUE_dist (the forecast)"), "coverage"] <= 1.0
+
+
+def test_the_winner_sentence_comes_from_the_paired_comparison():
+    from resque.study.analysis import rank_predictors, winner_sentences
+
+    frame = shift_frame()
+    rng = np.random.default_rng(4)
+    frame["resque_dist"] = frame["epochs"]  # the cost itself
+    frame["mmd"] = rng.normal(size=len(frame))
+    frame["frechet"] = frame["epochs"] + 0.02 * rng.normal(size=len(frame))  # all but the cost
+    ranking = rank_predictors(frame, "shift", measures=("epochs",), n_boot=100)
+    text = winner_sentences(ranking, "shifts", frame, "shift", n_boot=300)
+    assert "RESQUE_dist ranks first" in text
+    assert "better than 1 of the 2 others, and not distinguishable from Fréchet distance" in text
+    assert "overlap" not in text
+    assert "not settled" not in winner_sentences(ranking, "shifts")  # no frame, no verdict

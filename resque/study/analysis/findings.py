@@ -115,8 +115,19 @@ def findings(frame: pd.DataFrame, corr: pd.DataFrame | None = None, corr_task: p
     return "\n\n".join(parts)
 
 
-def winner_sentences(ranking: pd.DataFrame, what: str) -> str:
-    """One plain sentence per measure naming the pooled winner and how far it stands from the rest."""
+def winner_sentences(ranking: pd.DataFrame, what: str, frame: pd.DataFrame | None = None, kind: str = "shift",
+                     *, n_boot: int = 2000, seed: int = 0) -> str:
+    """One plain sentence per measure naming the pooled winner and whether it beats the others.
+
+    Whether the first-ranked predictor is better than another is decided by
+    :func:`~resque.study.analysis.questions.compare_predictors`: the bootstrap
+    interval of the difference of their Spearman rho on the same two-way
+    resamples of `frame`'s runs (those that reached their target), Holm-adjusted
+    over the comparisons of one measure; never by whether two intervals overlap.
+    Without `frame`, the sentence gives the ranking and no verdict.
+    """
+    from .questions import compare_predictors
+
     if ranking.empty:
         return f"For {what}, too few runs carry these predictors to rank them."
     lines = []
@@ -129,10 +140,22 @@ def winner_sentences(ranking: pd.DataFrame, what: str) -> str:
         text = (f"- **{label_of(measure)}**: {top['label']} ranks first, Spearman ρ = {top['spearman_rho']:.2f} "
                 f"[{top['spearman_low']:.2f}, {top['spearman_high']:.2f}], pairwise accuracy "
                 f"{top['pairwise_accuracy']:.2f}")
-        if len(rows) > 1:
+        others = [name for name in rows["predictor"].iloc[1:]]
+        if others and frame is not None:
+            table = compare_predictors(frame, others, measure, reference=top["predictor"], kind=kind,
+                                       n_boot=n_boot, seed=seed)
+            beaten = [label_of(p) for p, v in zip(table["predictor"], table["verdict"]) if v == "worse"]
+            tied = [label_of(p) for p, v in zip(table["predictor"], table["verdict"]) if v != "worse"]
+            if not tied:
+                text += f"; by paired comparison it is better than every other ({len(beaten)})."
+            elif not beaten:
+                text += (f"; by paired comparison (Holm-adjusted) it is not distinguishable from any of the "
+                         f"{len(tied)} others, so the order is not settled.")
+            else:
+                text += (f"; by paired comparison (Holm-adjusted) it is better than {len(beaten)} of the "
+                         f"{len(table)} others, and not distinguishable from {', '.join(tied)}.")
+        elif len(rows) > 1:
             second = rows.iloc[1]
-            overlap = second["spearman_high"] >= top["spearman_low"]
-            text += (f"; next is {second['label']} at {second['spearman_rho']:.2f}"
-                     + (" — the intervals overlap, so the order is not settled." if overlap else "."))
+            text += f"; next is {second['label']} at {second['spearman_rho']:.2f}."
         lines.append(text)
     return f"For {what} ({int(pooled['n'].max())} runs pooled):\n\n" + "\n".join(lines)

@@ -34,6 +34,7 @@ from resque.index.functional import class_angles
 from resque.study.experiments import study_data
 from resque.index.task import task_from_embeddings
 from resque.cost.training import as_tensors
+from resque.index.embedding import ForwardOptions
 
 
 def timings(fn, repeats: int) -> list[float]:
@@ -79,7 +80,7 @@ def main() -> None:
 
     emb = bd.shift_embeddings(model, data.original, shifted_set, layer, progress=False)
     paired = bd.shift_embeddings(model, data.shifted_base, shifted_set, layer, progress=False)
-    features, logits, labels = bt._collect_with_logits(model, task, layer, None, {"progress": False})
+    features, logits, labels = bt._collect_with_logits(model, task, layer, None, ForwardOptions(progress=False))
     probs = torch.softmax(logits, dim=1).numpy()
 
     pass_shift = median_time(lambda: (forward(model, original.images), forward(model, shifted_set.images_)), args.repeats)

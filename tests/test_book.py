@@ -190,6 +190,7 @@ def test_book_copies_show_no_parameter_cell_and_no_path_of_the_machine(tmp_path)
         assert nb.metadata["papermill"]["input_path"] == "notebooks/shift.ipynb"
         removed = [cell for cell in nb.cells if "remove-cell" in cell.metadata.get("tags", [])]
         assert [cell.metadata["tags"][0] for cell in removed] == ["parameters", "injected-parameters"]
+        assert "hide-input" in nb.cells[3].metadata["tags"]  # the code behind a toggle, its output in view
 
 
 def test_assemble_without_analysis_writes_placeholders(tmp_path):

@@ -42,6 +42,17 @@ def _machine_paths(results_dir: Path, book_dir: Path) -> dict[str, str]:
     return {path: value for path, value in paths.items() if len(Path(path).parts) > 1}  # never "/" itself
 
 
+def _template_root(notebook) -> dict[str, str]:
+    """The project a study ran in (its templates' folder's parent, from papermill's input path) -> nothing.
+
+    A study run in another checkout than the book's leaves that checkout's path in the notebook.
+    """
+    source = Path(str(notebook.metadata.get("papermill", {}).get("input_path") or ""))
+    if not source.is_absolute() or len(source.parent.parent.parts) < 2:
+        return {}
+    return {str(source.parent.parent) + os.sep: ""}
+
+
 def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book") -> Path:
     """Copy a study's executed notebooks into the book and write its generated pages.
 
@@ -89,7 +100,7 @@ def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book
         target = generated / run.link
         target.parent.mkdir(parents=True, exist_ok=True)
         notebook = run.notebook if run.notebook is not None else nbformat.read(run.source, as_version=4)
-        nbformat.write(for_readers(notebook, scrub), target)
+        nbformat.write(for_readers(notebook, {**scrub, **_template_root(notebook)}), target)
         copied[run.run_id] = run.link
     for folder, _ in GROUPS.values():
         (generated / folder).mkdir(exist_ok=True)

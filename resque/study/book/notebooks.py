@@ -109,7 +109,8 @@ def for_readers(notebook, replacements: dict[str, str]):
 
     The template's ``parameters`` cell and papermill's ``injected-parameters``
     cell get Jupyter Book's ``remove-cell`` tag (they stay in the notebook a
-    reader downloads). Every occurrence of each key of `replacements` (absolute
+    reader downloads); every other code cell gets ``hide-input``, so its code
+    sits behind a "show code" toggle and its output stays in view. Every occurrence of each key of `replacements` (absolute
     paths: the results folder, the project's root) in the cells, their outputs
     and the metadata is replaced by its value (the path relative to the
     project, or nothing), longest first.
@@ -117,9 +118,15 @@ def for_readers(notebook, replacements: dict[str, str]):
     import nbformat
 
     for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
         tags = list(cell.metadata.get("tags", []))
-        if any(tag in tags for tag in PARAMETER_TAGS) and "remove-cell" not in tags:
-            cell.metadata["tags"] = tags + ["remove-cell"]
+        if any(tag in tags for tag in PARAMETER_TAGS):
+            extra = "remove-cell"
+        else:  # the library calls: behind a "show code" toggle, their outputs in full view
+            extra = "hide-input"
+        if extra not in tags:
+            cell.metadata["tags"] = tags + [extra]
     text = nbformat.writes(notebook)
     for path in sorted(replacements, key=len, reverse=True):
         if path:

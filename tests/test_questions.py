@@ -184,3 +184,29 @@ def test_the_winner_sentence_comes_from_the_paired_comparison():
     assert "better than 1 of the 2 others, and not distinguishable from Fréchet distance" in text
     assert "overlap" not in text
     assert "not settled" not in winner_sentences(ranking, "shifts")  # no frame, no verdict
+
+
+def test_kaplan_meier_counts_censored_runs_as_leaving_without_reaching():
+    from resque.study.analysis.questions import kaplan_meier
+
+    curve = kaplan_meier([1.0, 2.0, 2.0, 3.0, 4.0, 5.0], [False, False, False, True, False, False])
+    assert curve["cost"].tolist() == [1.0, 2.0, 4.0, 5.0]
+    assert curve["at_risk"].tolist() == [6, 5, 2, 1]
+    assert curve["not_yet"].tolist() == pytest.approx([5 / 6, 0.5, 0.25, 0.0])
+    # without censoring it is the share of runs whose cost is above each value
+    costs = np.array([0.0, 0.5, 0.5, 1.0, 3.0])
+    plain = kaplan_meier(costs)
+    assert plain["not_yet"].tolist() == pytest.approx([(costs > c).mean() for c in plain["cost"]])
+
+
+def test_curves_by_tercile_put_the_costly_runs_in_the_high_tercile():
+    from resque.study.analysis.questions import curves_by_tercile, plot_curves_by_tercile
+
+    frame = shift_frame()
+    frame["resque_dist"] = frame["epochs"]
+    curves = curves_by_tercile(frame, "resque_dist", "epochs")
+    assert list(curves) == ["low", "middle", "high"]
+    assert sum(curve["reached"].sum() for curve in curves.values()) == len(frame)
+    assert curves["low"]["cost"].max() < curves["high"]["cost"].min()  # the predictor is the cost itself
+    figure = plot_curves_by_tercile(frame)
+    assert len(figure.axes[0].lines) == 3

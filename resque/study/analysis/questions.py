@@ -18,6 +18,8 @@ book/method.md ("Analysis") lists them; each function here answers one:
 - :func:`compare_predictors`: "A beats B" decided by the bootstrap interval of
   the difference of their correlations on the same resamples, with Holm's
   correction over the comparisons made; never by overlapping intervals.
+- :func:`curves_by_tercile`: cost curves by tercile of a predictor, the
+  Kaplan-Meier share of runs not yet at their target against the cost spent.
 
 How each statistic treats censored runs: correlations (Spearman) leave them
 out, since a lower bound ranked as an observed value would bias them;
@@ -39,7 +41,8 @@ from .bootstrap import bootstrap_statistics
 from .correlations import check_column
 
 __all__ = ["BASELINES", "add_baselines", "orient", "experiment_of", "within_between", "harrell_c",
-           "concordance_table", "two_way_weights", "compare_predictors", "holm"]
+           "concordance_table", "two_way_weights", "compare_predictors", "holm", "kaplan_meier",
+           "curves_by_tercile", "plot_curves_by_tercile"]
 
 #: Baselines derived from the study's design rather than computed from data: column -> (label, reading).
 BASELINES = {
@@ -287,3 +290,85 @@ def compare_predictors(frame: pd.DataFrame, predictors: Sequence[str], measure: 
         for p_adj, d in zip(table["p_holm"].fillna(1.0), table["difference"].fillna(0.0))
     ]
     return table
+
+
+def kaplan_meier(cost, censored=None) -> pd.DataFrame:
+    """Kaplan-Meier estimate of the share of runs not yet at their target, against the cost spent.
+
+    The cost plays the part of a survival time and reaching the target that
+    of the event; a censored run (stopped before its target) leaves the risk
+    set at its cost without an event.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per distinct cost at which a run reached its target, from cost
+        0: ``cost``, ``at_risk`` (runs still short of their target just
+        before), ``reached`` (runs reaching it at that cost) and
+        ``not_yet`` (the estimated share still short of it after that cost).
+        The curve starts at ``not_yet = 1`` before any cost.
+    """
+    y = np.asarray(cost, dtype=float)
+    c = np.zeros(len(y), dtype=bool) if censored is None else np.asarray(censored, dtype=bool)
+    keep = np.isfinite(y)
+    y, c = y[keep], c[keep]
+    rows, share = [], 1.0
+    for value in np.unique(y[~c]):
+        at_risk = int((y >= value).sum())
+        reached = int(((y == value) & ~c).sum())
+        share *= 1.0 - reached / at_risk
+        rows.append({"cost": float(value), "at_risk": at_risk, "reached": reached, "not_yet": share})
+    return pd.DataFrame(rows, columns=["cost", "at_risk", "reached", "not_yet"])
+
+
+def curves_by_tercile(frame: pd.DataFrame, predictor: str = "resque_dist", measure: str = "epochs",
+                      kind: str = "shift") -> dict[str, pd.DataFrame]:
+    """:func:`kaplan_meier` of `measure` for the runs in each tercile of `predictor` (low, middle, high).
+
+    If the predictor predicts the cost, the curve of the high tercile lies above
+    the others (its runs stay short of their target longer). Censored runs
+    count as censored. Ties at a tercile edge go to the lower tercile.
+    """
+    runs = frame[frame["kind"] == kind]
+    runs = runs[np.isfinite(runs[predictor].to_numpy(dtype=float)) & np.isfinite(runs[measure].to_numpy(dtype=float))]
+    if len(runs) < 3:
+        return {}
+    oriented = pd.Series(orient(runs, predictor), index=runs.index)
+    ranks = oriented.rank(method="first")
+    terciles = pd.cut(ranks, 3, labels=["low", "middle", "high"])
+    return {str(label): kaplan_meier(group[measure], group["censored"])
+            for label, group in runs.groupby(terciles, observed=True)}
+
+
+def plot_curves_by_tercile(frame: pd.DataFrame, predictor: str = "resque_dist", measure: str = "epochs",
+                           kind: str = "shift"):
+    """The :func:`curves_by_tercile` as step curves: share of runs not yet at target against the cost."""
+    import matplotlib.pyplot as plt
+
+    from ...cost.measures import MEASURES
+
+    curves = curves_by_tercile(frame, predictor, measure, kind)
+    figure, ax = plt.subplots(figsize=(5.2, 3.6))
+    colours = {"low": "tab:green", "middle": "tab:orange", "high": "tab:red"}
+    for label, curve in curves.items():
+        xs = [0.0] + curve["cost"].tolist()
+        ys = [1.0] + curve["not_yet"].tolist()
+        ax.step(xs, ys, where="post", color=colours.get(label), label=f"{label} {_label_of(predictor)}")
+    known = MEASURES.get(measure)
+    ax.set_xlabel(measure if known is None else known.label if known.unit.lower() == known.label.lower()
+                  else known.axis_label)
+    ax.set_ylabel("share of runs not yet at target")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(f"Kaplan-Meier by tercile of {_label_of(predictor)}", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def _label_of(name: str) -> str:
+    if name in BASELINES:
+        return BASELINES[name][0]
+    try:
+        return get_predictor(name).label
+    except Exception:
+        return name

@@ -69,6 +69,7 @@ __all__ = [
     "LinearFit",
     "MeasurePrediction",
     "Prediction",
+    "censored_line_fit",
     "fit_forecast",
     "forecast",
     "mean_fit",
@@ -183,6 +184,57 @@ def mean_fit(y: Sequence[float]) -> LinearFit:
         intercept=float(y.mean()), slope=0.0, residual_se=s, n=n, df=n - 1, x_mean=math.nan, sxx=0.0,
         se_intercept=s / math.sqrt(n), se_slope=math.nan, kind="mean",
     )
+
+
+@dataclass(frozen=True)
+class CensoredLineFit:
+    """A straight line fitted by maximum likelihood to costs some of which are right-censored.
+
+    ``cost = intercept + slope * x + e`` with ``e ~ N(0, scale^2)``; an observed
+    cost contributes its density, a censored one (a run stopped before its
+    target, whose cost is a lower bound) the probability of exceeding it (a
+    right-censored normal regression, the "Tobit" model). With nothing
+    censored it is the least-squares line (with the maximum-likelihood scale).
+    """
+
+    intercept: float
+    slope: float
+    scale: float
+    n: int
+    n_censored: int
+
+    def predict(self, x, level: float = 0.9):
+        """Point prediction and the central `level` interval of the fitted normal (parameter uncertainty ignored)."""
+        from scipy import stats
+
+        x = np.asarray(x, dtype=float)
+        point = self.intercept + self.slope * x
+        half = stats.norm.ppf(0.5 + level / 2.0) * self.scale
+        return point, point - half, point + half
+
+
+def censored_line_fit(x: Sequence[float], y: Sequence[float], censored: Sequence[bool]) -> CensoredLineFit:
+    """Fit :class:`CensoredLineFit` (at least 3 runs, 2 of them observed, two distinct x)."""
+    from scipy import optimize, stats
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    c = np.asarray(censored, dtype=bool)
+    observed = ~c
+    if observed.sum() < 2 or len(np.unique(x)) < 2:
+        raise ForecastError("A censored line needs at least 2 runs that reached their target and two distinct x.")
+    start = ols_fit(x[observed], y[observed]) if len(np.unique(x[observed])) > 1 else mean_fit(y[observed])
+    scale0 = max(start.residual_se, 1e-6 * max(float(np.abs(y).max()), 1.0))
+
+    def negative_log_likelihood(theta):
+        a, b, log_s = theta
+        s = math.exp(log_s)
+        z = (y - a - b * x) / s
+        return -(stats.norm.logpdf(z[observed]).sum() - observed.sum() * log_s + stats.norm.logsf(z[c]).sum())
+
+    result = optimize.minimize(negative_log_likelihood, [start.intercept, start.slope, math.log(scale0)],
+                               method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 20000})
+    a, b, log_s = result.x
+    return CensoredLineFit(float(a), float(b), float(math.exp(log_s)), len(y), int(c.sum()))
 
 
 def _floor(measure: str) -> float:

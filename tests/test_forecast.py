@@ -314,3 +314,23 @@ def test_cli_too_few_calibration_runs_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2
     assert "at least min_runs=5" in err and "found 3" in err
+
+
+def test_a_censored_line_recovers_the_slope_that_dropping_censored_runs_flattens():
+    from resque.forecast import censored_line_fit, ols_fit
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 2, size=300)
+    true = 1.0 + 2.0 * x + rng.normal(0, 0.3, size=300)
+    cap = 3.0  # runs that would have needed more stop at the cap: their cost is a lower bound
+    censored = true > cap
+    y = np.minimum(true, cap)
+    fit = censored_line_fit(x, y, censored)
+    assert fit.slope == pytest.approx(2.0, abs=0.1) and fit.scale == pytest.approx(0.3, abs=0.05)
+    assert ols_fit(x[~censored], y[~censored]).slope < 1.8  # leaving them out biases the line flat
+    plain = censored_line_fit(x, true, np.zeros(300, dtype=bool))  # nothing censored: least squares
+    assert plain.slope == pytest.approx(ols_fit(x, true).slope, abs=1e-4)
+    point, low, high = plain.predict(1.0, 0.9)
+    assert low < point < high and float(high - low) == pytest.approx(2 * 1.6449 * plain.scale, rel=1e-3)
+    with pytest.raises(ResqueError, match="at least 2 runs that reached"):
+        censored_line_fit([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], [True, True, False])

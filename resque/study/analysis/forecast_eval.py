@@ -144,20 +144,30 @@ def plot_predicted_vs_measured(loo_frame: pd.DataFrame):
 
 
 
-#: What each forecaster of :func:`forecast_comparison` regresses the cost on (None: nothing, a constant).
-FORECASTERS = {"RESQUE_dist (the forecast)": "resque_dist", "intensity rank": "intensity_rank", "constant": None}
+#: What each forecaster of :func:`forecast_comparison` regresses the cost on (None: nothing, a constant),
+#: and whether it fits censored runs as the lower bounds they are.
+FORECASTERS = {
+    "RESQUE_dist (the forecast)": ("resque_dist", False),
+    "RESQUE_dist, censored runs counted": ("resque_dist", True),
+    "intensity rank": ("intensity_rank", False),
+    "constant": (None, False),
+}
 
 
 def forecast_comparison(frame, measure: str = "epochs", *, level: float = 0.9, kind: str = "shift") -> pd.DataFrame:
     """The forecast against a constant and the intensity baseline, on held-out experiments and held-out families.
 
-    Every forecaster is the same least-squares line with a t-based prediction
-    interval as :func:`resque.fit_forecast` (the constant: the mean, with its
-    interval), on a different input: RESQUE_dist, the within-family intensity
-    rank, or nothing. Held out in turn: each experiment (a family at one
-    intensity, all its seeds together) and each family (all its intensities).
-    Censored runs are left out of fitting and scoring, as the forecast leaves
-    them out; intervals are clipped at 0, as the forecast's are.
+    The forecasters: the least-squares line with a t-based prediction interval
+    that :func:`resque.fit_forecast` fits, on RESQUE_dist, on the within-family
+    intensity rank, or on nothing (the mean, with its interval); and a line on
+    RESQUE_dist fitted by maximum likelihood with censored runs as lower bounds
+    (:func:`resque.forecast.censored_line_fit`, a right-censored normal
+    regression), so that runs stopped before their target count. Held out in
+    turn: each experiment (a family at one intensity, all its seeds together)
+    and each family (all its intensities). The held-out runs that reached their
+    target are scored (a censored cost has no error to measure); the others
+    leave censored runs out of the fit, as the forecast does. Intervals are
+    clipped at 0, as the forecast's are.
 
     Returns
     -------
@@ -168,28 +178,38 @@ def forecast_comparison(frame, measure: str = "epochs", *, level: float = 0.9, k
         ``coverage`` (share of runs inside their interval) and ``width`` (mean
         interval width), in the measure's unit.
     """
+    from ...forecast import censored_line_fit
+    from ...errors import ForecastError
     from .questions import add_baselines
 
     frame = add_baselines(_as_frame(frame))
-    runs = frame[(frame["kind"] == kind) & ~frame["censored"].to_numpy(dtype=bool)]
+    runs = frame[frame["kind"] == kind]
     runs = runs[np.isfinite(runs[measure].to_numpy(dtype=float)) & np.isfinite(runs["resque_dist"].to_numpy(dtype=float))]
+    censored = runs["censored"].to_numpy(dtype=bool)
     schemes = {"experiment": pd.Series(_experiment_of(runs), index=runs.index), "family": runs["family"].astype(str)}
     rows = []
     for scheme, groups in schemes.items():
-        for name, column in FORECASTERS.items():
+        for name, (column, counts_censored) in FORECASTERS.items():
             errors, apes, covered, widths = [], [], [], []
             for group in pd.unique(groups):
-                train, test = runs[groups != group], runs[groups == group]
-                y = train[measure].to_numpy(dtype=float)
-                if len(train) < 3:
+                held = (groups == group).to_numpy()
+                train = runs[~held if counts_censored else ~held & ~censored]
+                test = runs[held & ~censored]
+                if len(train) < 3 or not len(test):
                     continue
-                if column is None:
-                    fit, x_test = mean_fit(y), np.zeros(len(test))
-                else:
-                    x = train[column].to_numpy(dtype=float)
-                    if np.ptp(x) == 0:
+                y = train[measure].to_numpy(dtype=float)
+                x_test = np.zeros(len(test)) if column is None else test[column].to_numpy(dtype=float)
+                try:
+                    if column is None:
+                        fit = mean_fit(y)
+                    elif np.ptp(train[column].to_numpy(dtype=float)) == 0:
                         continue
-                    fit, x_test = ols_fit(x, y), test[column].to_numpy(dtype=float)
+                    elif counts_censored:
+                        fit = censored_line_fit(train[column], y, train["censored"].to_numpy(dtype=bool))
+                    else:
+                        fit = ols_fit(train[column].to_numpy(dtype=float), y)
+                except ForecastError:
+                    continue
                 point, low, high = (np.maximum(v, 0.0) for v in fit.predict(x_test, level))
                 measured = test[measure].to_numpy(dtype=float)
                 errors += list(np.abs(point - measured))

@@ -161,8 +161,10 @@ def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, m
         if len(forecast):
             parts.append(f"### How good is the forecast? {_cost_label(measures[0])}, 90 % intervals\n\n"
                          "The same least-squares line with a t-based interval as `resque forecast`, on RESQUE_dist, "
-                         "on the intensity rank, or on nothing (a constant); each experiment (all its seeds), then each "
-                         "family, held out in turn. Censored runs are left out, as the forecast leaves them out.\n\n"
+                         "on the intensity rank, or on nothing (a constant), fitted on the runs that reached their "
+                         "target; and a line on RESQUE_dist fitted with censored runs as the lower bounds they are "
+                         "(a right-censored normal regression). Each experiment (all its seeds), then each family, "
+                         "held out in turn; the held-out runs that reached their target are scored.\n\n"
                          + _table(["held out", "forecaster", "runs", "MAE", "MdAPE", "coverage", "mean width"],
                                   [[r["held_out"], r["forecaster"], str(r["n"]), _number(r["mae"]),
                                     "n/a" if not math.isfinite(r["mdape"]) else f"{100 * r['mdape']:.0f} %",

@@ -286,7 +286,9 @@ def test_groups_per_family_then_pooled(frame):
 def test_cluster_bootstrap_resamples_seeds(frame):
     by_seed = correlations(frame, "resque_dist", ["epochs"], n_boot=200)
     by_run = correlations(frame, "resque_dist", ["epochs"], n_boot=200, cluster=None)
-    assert pooled(by_seed)["resampled"] == "seeds (2 clusters)" and pooled(by_seed)["n_seeds"] == 2
+    assert pooled(by_seed)["resampled"].startswith("seeds x experiments (2 x ") and pooled(by_seed)["n_seeds"] == 2
+    seeds_only = correlations(frame, "resque_dist", ["epochs"], n_boot=200, two_way=False)
+    assert pooled(seeds_only)["resampled"] == "seeds (2 clusters)"
     assert "interval coarse" in pooled(by_seed)["note"]
     assert pooled(by_run)["resampled"] == "runs"
     one_seed = correlations(frame[frame["seed"] == 0], "resque_dist", ["epochs"], n_boot=200)

@@ -30,8 +30,10 @@ Choices, and why:
   questions (:mod:`.questions`) are stricter: their rank correlations leave
   censored runs out, and Harrell's C keeps them as censored.
 - **Bootstrap.** Percentile intervals from resampling runs with replacement;
-  with several seeds, whole seeds are resampled (a cluster bootstrap), since the
-  runs of one seed share a source model and data split and are not independent.
+  with several seeds, seeds and experiments are resampled together (a two-way
+  bootstrap: each run weighs its seed's draw times its experiment's), since
+  the runs of one seed share a source model and data split, and those of one
+  experiment share their data; ``two_way=False`` resamples whole seeds only.
   A resample is represented by how many times it draws each run (a weight), so
   all resamples are computed at once as weighted statistics, exactly equal to
   the statistics of the duplicated samples (ties included, as scipy counts them).

@@ -54,6 +54,7 @@ def correlations(
     cluster: str | None = "seed",
     exclude_censored: bool = False,
     confidence: float = 0.95,
+    two_way: bool = True,
 ) -> pd.DataFrame:
     """Pearson, Spearman and Kendall correlation of an estimator with each cost, with bootstrap intervals.
 
@@ -85,6 +86,12 @@ def correlations(
         kept (their cost is a lower bound) and counted in ``n_censored``.
     confidence : float, default 0.95
         Level of the percentile intervals.
+    two_way : bool, default True
+        With several clusters, also resample the experiments (a shift family
+        at one intensity, or a task), crossed with the clusters: each run
+        weighs its seed's draw times its experiment's draw
+        (:func:`~resque.study.analysis.questions.two_way_weights`), so that the
+        intervals reflect both. False: clusters only.
 
     Returns
     -------
@@ -128,11 +135,12 @@ def correlations(
         groups.append(("pooled", runs))
         for group_index, (group, members) in enumerate(groups):
             rows += _group_rows(name, group, members, measures, n_boot, np.random.default_rng([seed, group_index]),
-                                cluster, exclude_censored, confidence)
+                                cluster, exclude_censored, confidence, two_way)
     return pd.DataFrame(rows, columns=_result_columns())
 
 
-def _group_rows(estimator, group, members, measures, n_boot, rng, cluster, exclude_censored, confidence):
+def _group_rows(estimator, group, members, measures, n_boot, rng, cluster, exclude_censored, confidence,
+                two_way=False):
     x_all = members[estimator].to_numpy(dtype=float)
     censored_all = members["censored"].to_numpy(dtype=bool) if "censored" in members else np.zeros(len(members), bool)
     clusters_all = members[cluster].to_numpy() if cluster is not None else np.arange(len(members))
@@ -144,8 +152,19 @@ def _group_rows(estimator, group, members, measures, n_boot, rng, cluster, exclu
         resampled, draw_from = f"{cluster}s ({n_clusters} clusters)", clusters_all
     else:
         resampled, draw_from = f"runs (one {cluster})", np.arange(len(members))
+    crossed = two_way and cluster is not None and n_clusters >= 2 and {"kind", "family", "intensity", "task"} <= set(members)
+    if crossed:
+        from .questions import experiment_of, two_way_weights
+
+        experiments = experiment_of(members)
+        resampled = f"{cluster}s x experiments ({n_clusters} x {len(np.unique(experiments))})"
     # One set of resamples per group, shared by its measures, so their intervals are comparable.
-    weights_all = draw_weights(draw_from, n_boot, rng) if n_boot and len(members) else np.zeros((0, len(members)))
+    if not (n_boot and len(members)):
+        weights_all = np.zeros((0, len(members)))
+    elif crossed:
+        weights_all = two_way_weights(clusters_all, experiments, n_boot, rng)
+    else:
+        weights_all = draw_weights(draw_from, n_boot, rng)
     alpha = (1.0 - confidence) / 2.0
 
     rows = []
@@ -180,7 +199,7 @@ def _group_rows(estimator, group, members, measures, n_boot, rng, cluster, exclu
                         row[f"{method}_low"], row[f"{method}_high"] = np.quantile(values, [alpha, 1.0 - alpha])
                     if row["n"] < 10:
                         notes.append(f"only {row['n']} runs: interval unreliable")
-                    if resampled.startswith(f"{cluster}s") and n_clusters < 5:
+                    if cluster is not None and resampled.startswith(f"{cluster}s") and n_clusters < 5:
                         notes.append(f"only {n_clusters} {cluster}s resampled: interval coarse")
             if row["n_censored"] and row["n_censored"] * 2 > row["n"]:
                 notes.append(f"{row['n_censored']} of {row['n']} runs censored")

@@ -185,12 +185,28 @@ def test_book_copies_show_no_parameter_cell_and_no_path_of_the_machine(tmp_path)
         text = path.read_text()
         assert str(tmp_path) not in text and str(Path.home()) + "/" not in text, path.name
         nb = nbformat.read(path, as_version=4)
-        assert 'results_dir = "results/smoke"' in nb.cells[2].source  # relative to the project
-        assert "records from results/smoke/records, data in ~/.cache" in nb.cells[3].outputs[0]["text"]
+        code = [cell for cell in nb.cells if cell.cell_type == "code"]
+        injected, last = code[1], code[2]
+        assert injected.source == 'results_dir = "results/smoke"'  # relative to the project
+        assert "records from results/smoke/records, data in ~/.cache" in last.outputs[0]["text"]
         assert nb.metadata["papermill"]["input_path"] == "notebooks/shift.ipynb"
         removed = [cell for cell in nb.cells if "remove-cell" in cell.metadata.get("tags", [])]
         assert [cell.metadata["tags"][0] for cell in removed] == ["parameters", "injected-parameters"]
-        assert "hide-input" in nb.cells[3].metadata["tags"]  # the code behind a toggle, its output in view
+        assert "hide-input" in last.metadata["tags"]  # the code behind a toggle, its output in view
+
+
+def test_every_experiment_page_says_how_to_rerun_it(tmp_path):
+    results = synthetic_results(tmp_path / "results")
+    generated = book.assemble(results, book_sources(tmp_path / "site") / "book")
+    page = nbformat.read(generated / "shifts" / "shift-gaussian_noise-seed0.ipynb", as_version=4)
+    assert page.cells[1].cell_type == "markdown" and page.cells[1].source == (
+        "To rerun exactly this experiment (into `rerun/`, from nothing): `resque study run --profile smoke "
+        "--results rerun --only source-seed0 && resque study run --profile smoke --results rerun --only "
+        "shift-gaussian_noise-seed0`")
+    source = nbformat.read(generated / "sources" / "source-seed0.ipynb", as_version=4)
+    assert source.cells[1].source.endswith("`resque study run --profile smoke --results rerun --only source-seed0`")
+    analysis = nbformat.read(generated / "analysis.ipynb", as_version=4)
+    assert not any("To rerun" in cell.source for cell in analysis.cells)
 
 
 def test_assemble_without_analysis_writes_placeholders(tmp_path):

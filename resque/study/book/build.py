@@ -13,7 +13,7 @@ from ...errors import BookBuildError, BookError
 from .collect import GENERATED, GROUPS, SINGLE_PAGES, _collect
 from .figure import _method_figure
 from .mathjax import _install_mathjax
-from .notebooks import for_readers
+from .notebooks import for_readers, rerun_line, with_rerun_line
 from .pages import (
     _headline_snippet,
     _missing_page,
@@ -100,6 +100,7 @@ def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book
         target = generated / run.link
         target.parent.mkdir(parents=True, exist_ok=True)
         notebook = run.notebook if run.notebook is not None else nbformat.read(run.source, as_version=4)
+        notebook = with_rerun_line(notebook, rerun_line(run.run_id, run.papermill.get("parameters", {})))
         nbformat.write(for_readers(notebook, {**scrub, **_template_root(notebook)}), target)
         copied[run.run_id] = run.link
     for folder, _ in GROUPS.values():

@@ -132,3 +132,34 @@ def for_readers(notebook, replacements: dict[str, str]):
         if path:
             text = text.replace(path, replacements[path])
     return nbformat.reads(text, as_version=4)
+
+
+def rerun_line(run_id: str, parameters: dict[str, Any]) -> str | None:
+    """One Markdown line saying how to rerun exactly this page's experiment, into a folder of its own.
+
+    A shift or task page needs its seed's source model, so the command runs
+    that first. None for pages that are not one experiment (the analysis,
+    energy) or when the profile is unknown.
+    """
+    profile, seed = parameters.get("profile"), parameters.get("seed")
+    if not profile or run_id in ("analysis", "energy"):
+        return None
+    base = f"resque study run --profile {profile} --results rerun"
+    needs_source = not run_id.startswith("source-") and seed is not None
+    command = (f"{base} --only source-seed{seed} && {base} --only {run_id}" if needs_source
+               else f"{base} --only {run_id}")
+    return f"To rerun exactly this experiment (into `rerun/`, from nothing): `{command}`"
+
+
+def with_rerun_line(notebook, line: str | None):
+    """`notebook` with `line` as a Markdown cell right after its title cell (unchanged without a line)."""
+    if not line:
+        return notebook
+    import nbformat
+
+    index = next((i + 1 for i, cell in enumerate(notebook.cells) if cell.cell_type == "markdown"), 0)
+    cell = nbformat.v4.new_markdown_cell(line)
+    if notebook.get("nbformat_minor", 5) < 5:  # cell ids came with nbformat 4.5
+        cell.pop("id", None)
+    notebook.cells.insert(index, cell)
+    return notebook

@@ -210,3 +210,16 @@ def test_curves_by_tercile_put_the_costly_runs_in_the_high_tercile():
     assert curves["low"]["cost"].max() < curves["high"]["cost"].min()  # the predictor is the cost itself
     figure = plot_curves_by_tercile(frame)
     assert len(figure.axes[0].lines) == 3
+
+
+def test_the_forecast_verdict_says_plainly_which_baseline_it_misses():
+    from resque.study.analysis.report import _forecast_verdict
+
+    table = pd.DataFrame({"held_out": ["experiment"] * 3 + ["family"] * 3,
+                          "forecaster": ["RESQUE_dist (the forecast)", "intensity rank", "constant"] * 2,
+                          "mae": [0.57, 0.55, 0.83, 0.501, 0.504, 0.9]})
+    text = _forecast_verdict(table)
+    assert "experiment held out, the forecast's mean absolute error is 0.57: it beats a constant, does not beat " \
+           "the intensity rank (0.55)." in text
+    assert "family held out, the forecast's mean absolute error is 0.50: it beats a constant, ties with the " \
+           "intensity rank (0.50)." in text

@@ -169,7 +169,8 @@ def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, m
                                   [[r["held_out"], r["forecaster"], str(r["n"]), _number(r["mae"]),
                                     "n/a" if not math.isfinite(r["mdape"]) else f"{100 * r['mdape']:.0f} %",
                                     "n/a" if not math.isfinite(r["coverage"]) else f"{100 * r['coverage']:.0f} %",
-                                    _number(r["width"])] for _, r in forecast.iterrows()]))
+                                    _number(r["width"])] for _, r in forecast.iterrows()])
+                         + "\n\n" + _forecast_verdict(forecast))
     tasks = task_answers(frame, measures[:1])
     if len(tasks):
         parts.append("### Task changes: each predictor and the epochs\n\n" + _table(
@@ -180,3 +181,25 @@ def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, m
         f"{MEASURES[name].label.lower()} ({why})" for name, why in REDUNDANT.items()) + ".")
     return "\n\n".join(parts) + "\n"
 
+
+
+def _forecast_verdict(forecast: pd.DataFrame) -> str:
+    """One sentence per held-out scheme: does the forecast beat a constant and the intensity rank on MAE?"""
+    sentences = []
+    for scheme, rows in forecast.groupby("held_out", sort=False):
+        mae = dict(zip(rows["forecaster"], rows["mae"]))
+        ours, constant, rank = (mae.get(name, float("nan")) for name in
+                                ("RESQUE_dist (the forecast)", "constant", "intensity rank"))
+        if not all(math.isfinite(v) for v in (ours, constant, rank)):
+            continue
+        baselines = (("a constant", constant), ("the intensity rank", rank))
+        # compared as printed (2 decimals): a difference below that is a tie, not a win
+        beaten = [name for name, value in baselines if round(ours, 2) < round(value, 2)]
+        tied = [f"{name} ({value:.2f})" for name, value in baselines if round(ours, 2) == round(value, 2)]
+        missed = [f"{name} ({value:.2f})" for name, value in baselines if round(ours, 2) > round(value, 2)]
+        parts = ([f"beats {' and '.join(beaten)}"] if beaten else []) + \
+                ([f"ties with {' and '.join(tied)}"] if tied else []) + \
+                ([f"does not beat {' and '.join(missed)}"] if missed else [])
+        verdict = "beats both baselines" if len(beaten) == 2 else ", ".join(parts)
+        sentences.append(f"With each {scheme} held out, the forecast's mean absolute error is {ours:.2f}: it {verdict}.")
+    return " ".join(sentences)

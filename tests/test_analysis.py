@@ -443,3 +443,17 @@ def test_rank_predictors_orients_similarity_scores_and_ranks():
 def test_rank_predictors_without_runs_is_empty():
     frame = synthetic_frame([1.0, 2.0], [1.0, 2.0])
     assert analysis.rank_predictors(frame, "task", measures=["epochs"], n_boot=0).empty
+
+
+def test_family_table_fits_a_page_with_intervals_and_reasons(frame):
+    from resque.study.analysis import family_table
+
+    corr = correlations(frame, "resque_dist", ["epochs", "energy_kwh"], n_boot=100)
+    table = family_table(corr)
+    assert list(table.columns) == ["runs", "Epochs", "Energy"]
+    assert table.index[-1] == "pooled" and table.loc["pooled", "runs"] == "16"
+    cell = table.loc["pooled", "Epochs"]
+    assert cell == "n/a" or (cell.count("[") == 1 and ", " in cell and "nan" not in cell.lower())
+    assert not table.isna().any().any()
+    with pytest.raises(InvalidParameterError, match="method"):
+        family_table(corr, "spearmann")

@@ -42,7 +42,7 @@ Choices, and why:
 """
 
 from .bootstrap import bootstrap_statistics
-from .correlations import HEADLINE, METHODS, correlations, summary_table
+from .correlations import HEADLINE, METHODS, correlations, family_table, summary_table
 from .findings import findings, winner_sentences
 from .forecast_eval import leave_one_out, plot_predicted_vs_measured, summarize_leave_one_out
 from .frame import describe_skipped, load_records, resolve_results_dir
@@ -56,7 +56,7 @@ from .savings import SAVINGS, savings_summary
 __all__ = [
     "HEADLINE", "METHODS", "SAVINGS",
     "load_records", "resolve_results_dir", "describe_skipped", "label_of",
-    "bootstrap_statistics", "correlations", "summary_table", "savings_summary",
+    "bootstrap_statistics", "correlations", "summary_table", "family_table", "savings_summary",
     "rank_predictors", "best_predictors", "pairwise_accuracy", "findings", "winner_sentences",
     "plot_scatter", "plot_vs_intensity",
     "leave_one_out", "summarize_leave_one_out", "plot_predicted_vs_measured",

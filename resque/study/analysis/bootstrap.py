@@ -26,11 +26,11 @@ def _tie_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
 def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Pearson r of each resample; x, y (n,) or (B, n), weights w (B, n). NaN where a variance is 0."""
     total = w.sum(axis=1, keepdims=True)
-    dx = x - (w * x).sum(axis=1, keepdims=True) / total  # (B, n)
-    dy = y - (w * y).sum(axis=1, keepdims=True) / total
-    cov = (w * dx * dy).sum(axis=1)
-    var = (w * dx * dx).sum(axis=1) * (w * dy * dy).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # a resample that drew none of these runs: NaN
+        dx = x - (w * x).sum(axis=1, keepdims=True) / total  # (B, n)
+        dy = y - (w * y).sum(axis=1, keepdims=True) / total
+        cov = (w * dx * dy).sum(axis=1)
+        var = (w * dx * dx).sum(axis=1) * (w * dy * dy).sum(axis=1)
         r = cov / np.sqrt(var)
     return np.clip(r, -1.0, 1.0)
 

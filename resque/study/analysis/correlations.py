@@ -17,7 +17,7 @@ from ...errors import InvalidParameterError
 from .bootstrap import bootstrap_statistics, draw_weights, point_estimates
 from .labels import label_of
 
-__all__ = ["METHODS", "HEADLINE", "correlations", "summary_table", "check_column"]
+__all__ = ["METHODS", "HEADLINE", "correlations", "summary_table", "family_table", "check_column"]
 
 #: The measures reported for every predictor (column names; labels in resque.cost.measures).
 HEADLINE = tuple(m.column for m in _measures(headline=True))
@@ -248,3 +248,38 @@ def summary_table(corr: pd.DataFrame, group: str = "pooled", *, digits: int = 2)
     table = pd.DataFrame(table, columns=columns)
     return table.set_index(["estimator", "measure"] if several else ["measure"]).drop(
         columns=[] if several else ["estimator"])
+
+
+def family_table(corr: pd.DataFrame, method: str = "spearman", *, digits: int = 2) -> pd.DataFrame:
+    """One group per row, one cost per column, each cell ``rho [low, high]`` (a table that fits a page).
+
+    Parameters
+    ----------
+    corr : pandas.DataFrame
+        From :func:`correlations` with ``by="family"`` (one estimator).
+    method : {"pearson", "spearman", "kendall"}, default "spearman"
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: the groups (the families, then ``pooled``); columns ``runs``
+        then the cost labels (a cell over fewer runs than the group's says
+        ``(n = ...)``, e.g. a gradient norm undefined for runs of 0 steps). A
+        value that could not be computed reads ``"n/a: "`` and why (e.g.
+        ``"n/a: Epochs is constant (1) over these runs"``).
+    """
+    if method not in METHODS:
+        raise InvalidParameterError("method", method, list(METHODS))
+    statistic = METHODS[method][0]
+    table: dict[str, dict[str, str]] = {}
+    for group, rows in corr.groupby("group", sort=False):
+        most = int(rows["n"].max())
+        entry = table.setdefault(str(group), {"runs": str(most)})
+        for _, row in rows.iterrows():
+            cell = _with_interval(row[statistic], row[f"{method}_low"], row[f"{method}_high"], digits)
+            if cell == "n/a" and row["note"]:
+                cell = f"n/a: {str(row['note']).split('; ')[0]}"
+            if int(row["n"]) != most:
+                cell += f" (n = {int(row['n'])})"
+            entry[row["label"]] = cell
+    return pd.DataFrame.from_dict(table, orient="index").rename_axis(f"{METHODS[method][1]} [95 % CI]")

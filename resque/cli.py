@@ -203,7 +203,7 @@ def _cmd_study_report(args: argparse.Namespace) -> int:
     from .study.analysis import load_records
     from .cost.measures import MEASURES
     from .errors import InvalidParameterError
-    from .study.analysis.report import DISTINCT, report_markdown
+    from .study.analysis.report import DISTINCT, study_report
     from .study.runner import plan_study
 
     if args.table is not None:
@@ -222,7 +222,7 @@ def _cmd_study_report(args: argparse.Namespace) -> int:
     for measure in measures:
         if measure not in MEASURES:
             raise InvalidParameterError("--measures", measure, list(MEASURES))
-    print(report_markdown(frame, n_boot=args.n_boot, measures=measures))
+    print(study_report(frame, n_boot=args.n_boot, measures=measures))
     return EXIT_OK
 
 

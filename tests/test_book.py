@@ -147,7 +147,8 @@ def test_assemble_writes_every_page(tmp_path):
         kind = run_id.split("-")[0]
         folder = {"source": "sources/", "shift": "shifts/", "task": "tasks/"}.get(kind, "")
         assert (generated / f"{folder}{run_id}.ipynb").is_file()
-    for name in ("sources.md", "shifts.md", "tasks.md", "headline.inc.md", "timings.inc.md", "profiles.inc.md",
+    for name in ("sources.md", "shifts.md", "tasks.md", "headline.inc.md", "timings.inc.md", "findings.inc.md",
+                 "profiles.inc.md",
                  "figures/method.png", "figures/headline.png", "_static/mathjax/tex-mml-chtml.js"):
         assert (generated / name).is_file(), name
     shifts = (generated / "shifts.md").read_text()
@@ -167,6 +168,7 @@ def test_assemble_writes_every_page(tmp_path):
     assert "**failed**" in shifts
     assert "## Does the cost spread?" in shifts and "**The criteria do not hold**" in shifts  # 1 of 2 censored
     assert (generated / "figures" / "headline.png").read_bytes() == PNG
+    assert "once the study has finished enough shift runs" in (generated / "findings.inc.md").read_text()
     timings = (generated / "timings.inc.md").read_text()
     assert "profile `smoke`" in timings and "**75 s**" in timings  # 6 notebooks x 12.5 s of papermill duration
 

@@ -223,3 +223,16 @@ def test_the_forecast_verdict_says_plainly_which_baseline_it_misses():
            "the intensity rank (0.55)." in text
     assert "family held out, the forecast's mean absolute error is 0.50: it beats a constant, ties with the " \
            "intensity rank (0.50)." in text
+
+
+def test_the_answers_in_sentences_come_from_the_committed_quick_runs():
+    from pathlib import Path
+
+    from resque.study.analysis.report import answer_sentences
+
+    frame = pd.read_csv(Path(__file__).with_name("data") / "quick-runs.csv")
+    text = answer_sentences(frame, n_boot=300)
+    assert "**Within a shift family**, RESQUE_dist and the epochs of retraining agree at Spearman ρ = 0.96" in text
+    assert "ranks the runs exactly as the shift's intensity does" in text
+    assert "**The forecast:** With each experiment held out" in text
+    assert answer_sentences(frame[frame["kind"] == "task"]) == ""  # no shift runs, nothing to say

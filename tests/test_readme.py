@@ -19,11 +19,11 @@ def test_readme_results_are_what_the_report_command_prints_from_the_committed_ru
     # The README quotes the quick study's answers; they must be what `resque study report` prints
     # from the runs table committed next to the tests (saved from that run's records with --save-table).
     pd = __import__("pytest").importorskip("pandas")
-    from resque.study.analysis.report import report_markdown
+    from resque.study.analysis.report import study_report
 
     text = README.read_text()
     quoted = re.search(r"<!-- report:start -->\n(.*?)<!-- report:end -->", text, flags=re.S)
     assert quoted, "README.md has no <!-- report:start --> ... <!-- report:end --> block"
     table = pathlib.Path(__file__).with_name("data") / "quick-runs.csv"
-    printed = report_markdown(pd.read_csv(table), n_boot=2000, measures=("epochs",))
+    printed = study_report(pd.read_csv(table), n_boot=2000, measures=("epochs",))
     assert quoted.group(1).strip() == printed.strip()

@@ -253,7 +253,7 @@ def compare_predictors(frame: pd.DataFrame, predictors: Sequence[str], measure: 
         ``predictor, reference, measure, n, n_seeds, rho, rho_reference,
         difference, low, high, p, p_holm, verdict`` (``"better"``, ``"worse"``
         or ``"not distinguishable"`` at the Holm-adjusted level ``1 -
-        confidence``).
+        confidence``; ``"undefined ..."`` for a predictor constant over the runs).
     """
     names = [reference] + [p for p in predictors if p != reference]
     for name in names + [measure]:
@@ -286,8 +286,9 @@ def compare_predictors(frame: pd.DataFrame, predictors: Sequence[str], measure: 
     table["p_holm"] = np.nan
     table.loc[valid, "p_holm"] = holm(table.loc[valid, "p"])
     table["verdict"] = [
+        "undefined (a constant has no rank correlation)" if not np.isfinite(r) else
         "not distinguishable" if not (p_adj < alpha) else ("better" if d > 0 else "worse")
-        for p_adj, d in zip(table["p_holm"].fillna(1.0), table["difference"].fillna(0.0))
+        for r, p_adj, d in zip(table["rho"], table["p_holm"].fillna(1.0), table["difference"].fillna(0.0))
     ]
     return table
 

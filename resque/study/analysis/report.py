@@ -18,7 +18,8 @@ from ...predictors.registry import get_predictor, list_predictors
 from .forecast_eval import forecast_comparison
 from .questions import BASELINES, add_baselines, compare_predictors, harrell_c, orient, within_between
 
-__all__ = ["DISTINCT", "REDUNDANT", "report_markdown", "shift_answers", "task_answers"]
+__all__ = ["DISTINCT", "REDUNDANT", "study_report", "answer_sentences", "report_markdown", "shift_answers",
+           "task_answers"]
 
 #: The costs that measure different things; the others follow from one of them.
 DISTINCT = ("epochs", "grad_norm_last", "grad_norm_mean", "param_change_from_start", "energy_kwh")
@@ -203,3 +204,66 @@ def _forecast_verdict(forecast: pd.DataFrame) -> str:
         verdict = "beats both baselines" if len(beaten) == 2 else ", ".join(parts)
         sentences.append(f"With each {scheme} held out, the forecast's mean absolute error is {ours:.2f}: it {verdict}.")
     return " ".join(sentences)
+
+
+def answer_sentences(frame: pd.DataFrame, *, measure: str = "epochs", n_boot: int = 2000, seed: int = 0) -> str:
+    """The study's answers in plain sentences (Markdown bullets), every number computed from `frame`.
+
+    Does RESQUE_dist predict `measure` within families, between families and
+    beyond the intensity; which predictors a paired comparison tells apart from
+    it; how well the cost repeats; how the forecast does against a constant
+    and the intensity rank. Empty when there are too few shift runs.
+    """
+    frame = add_baselines(frame)
+    shift_runs = frame[frame["kind"] == "shift"]
+    if len(shift_runs) < 5 or "resque_dist" not in shift_runs or measure not in shift_runs:
+        return ""
+    what = MEASURES[measure].label.lower()
+    lines = []
+    answer = within_between(frame, "resque_dist", measure)
+    if math.isfinite(answer["within"]):
+        text = (f"**Within a shift family**, RESQUE_dist and the {what} of retraining agree at Spearman "
+                f"ρ = {answer['within']:.2f} on average (over {answer['n_strata']} family × seed groups)")
+        if math.isfinite(answer["between"]):
+            text += (f"; **between families**, the family means agree at ρ = {answer['between']:.2f} "
+                     f"({answer['n_families']} families)")
+        lines.append(text + ".")
+    if answer["n"]:
+        lines.append("**Beyond the intensity:** " + (
+            "within every family RESQUE_dist ranks the runs exactly as the shift's intensity does, so it says "
+            "nothing that knowing the intensity does not." if not math.isfinite(answer["beyond_intensity"]) else
+            f"given the intensity's rank within its family, RESQUE_dist still agrees with the {what} at partial "
+            f"ρ = {answer['beyond_intensity']:.2f}."))
+    candidates = [n for n in _present(frame, list_predictors("shift") + list(BASELINES), "shift") if n != "resque_dist"]
+    table = compare_predictors(frame, candidates, measure, reference="resque_dist", n_boot=n_boot, seed=seed)
+    if len(table):
+        better = [_label(p) for p, v in zip(table["predictor"], table["verdict"]) if v == "better"]
+        worse = [_label(p) for p, v in zip(table["predictor"], table["verdict"]) if v == "worse"]
+        undefined = [_label(p) for p, v in zip(table["predictor"], table["verdict"]) if v.startswith("undefined")]
+        rest = len(table) - len(better) - len(worse) - len(undefined)
+        parts = []
+        if better:
+            parts.append(f"better than RESQUE_dist: {', '.join(better)}")
+        if worse:
+            parts.append(f"worse: {', '.join(worse)}")
+        parts.append(f"{'all' if not better and not worse else 'the other'} {rest} not distinguishable from it")
+        if undefined:
+            parts.append(f"{', '.join(undefined)}: no rank correlation (constant)")
+        lines.append(f"**Which predictor is best?** By paired comparison of their rank correlations with the {what} "
+                     f"(same resamples, Holm-adjusted): " + "; ".join(parts) + ".")
+    retest = repeatability_of(frame, measure, "shift")
+    if math.isfinite(retest):
+        lines.append(f"**How well the cost repeats:** retrained again with another seed, the runs' {what} agree "
+                     f"with themselves at ρ = {retest:.2f}, the ceiling for any predictor.")
+    forecast = forecast_comparison(frame, measure)
+    verdict = _forecast_verdict(forecast) if len(forecast) else ""
+    if verdict:
+        lines.append("**The forecast:** " + verdict)
+    return "\n".join(f"- {line}" for line in lines) + "\n"
+
+
+def study_report(frame: pd.DataFrame, *, measures=DISTINCT, n_boot: int = 2000, seed: int = 0) -> str:
+    """What ``resque study report`` prints: :func:`answer_sentences` (the first measure), then :func:`report_markdown`."""
+    sentences = answer_sentences(frame, measure=measures[0], n_boot=n_boot, seed=seed) if measures else ""
+    tables = report_markdown(frame, n_boot=n_boot, seed=seed, measures=measures)
+    return (f"### In words\n\n{sentences}\n" if sentences else "") + tables

@@ -18,6 +18,7 @@ What :func:`assemble` writes (``book/_generated/``, git-ignored, wiped first)::
                      tagged ``headline`` (else its first PNG; figures/headline.png),
                      or a sentence when there is none
     timings.inc.md   the reproduce page's table of measured times
+    findings.inc.md  the findings page: the answers in sentences and their tables, from the records
     profiles.inc.md  the reproduce page's table of the shipped profiles
     figures/method.png  the method page's illustration (drawn here, seeded)
     _static/mathjax/    MathJax 3 for offline reading (from `django-static-mathjax`)

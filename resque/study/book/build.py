@@ -53,6 +53,20 @@ def _template_root(notebook) -> dict[str, str]:
     return {str(source.parent.parent) + os.sep: ""}
 
 
+def _findings_snippet(results_dir: Path) -> str:
+    """The findings page's body: the answers in sentences, then the tables (the epochs), from the records."""
+    from ..analysis import load_records
+    from ..analysis.report import answer_sentences, report_markdown
+
+    frame = load_records(results_dir)
+    sentences = answer_sentences(frame) if len(frame) else ""
+    if not sentences:
+        return ("*The findings appear here once the study has finished enough shift runs (at least 5): "
+                "see {doc}`reproduce`.*\n")
+    return (sentences + "\n## The tables behind these sentences\n\n"
+            + report_markdown(frame, measures=("epochs",)) + "\n")
+
+
 def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book") -> Path:
     """Copy a study's executed notebooks into the book and write its generated pages.
 
@@ -114,6 +128,7 @@ def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book
             (generated / f"{run_id}.md").write_text(_missing_page(run_id))
     (generated / "headline.inc.md").write_text(_headline_snippet(study, generated))
     (generated / "timings.inc.md").write_text(_timings_snippet(study))
+    (generated / "findings.inc.md").write_text(_findings_snippet(results_dir))
     (generated / "profiles.inc.md").write_text(_profiles_snippet())
     _method_figure(generated / "figures" / "method.png")
     mathjax = _install_mathjax(generated / "_static")

@@ -457,3 +457,16 @@ def test_family_table_fits_a_page_with_intervals_and_reasons(frame):
     assert not table.isna().any().any()
     with pytest.raises(InvalidParameterError, match="method"):
         family_table(corr, "spearmann")
+
+
+def test_ranking_table_is_a_predictor_by_cost_grid_for_people(frame):
+    from resque.study.analysis import rank_predictors, ranking_table
+
+    ranking = rank_predictors(frame, "shift", measures=("epochs", "energy_kwh"), n_boot=100)
+    table = ranking_table(ranking)
+    assert table.index.name.startswith("Spearman ρ [95 % CI]")
+    assert sorted(table.columns) == ["Energy", "Epochs"]
+    assert "RESQUE_dist" in table.index
+    cell = table.loc["RESQUE_dist", "Epochs"]
+    assert cell == "n/a" or (" · " in cell and "nan" not in cell)
+    assert ranking_table(ranking, "no-such-group").empty

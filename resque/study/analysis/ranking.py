@@ -10,7 +10,7 @@ import pandas as pd
 from ...predictors.registry import get_predictor, list_predictors
 from .correlations import correlations
 
-__all__ = ["pairwise_accuracy", "rank_predictors", "best_predictors"]
+__all__ = ["ranking_table", "pairwise_accuracy", "rank_predictors", "best_predictors"]
 
 
 def pairwise_accuracy(predicted: np.ndarray, measured: np.ndarray) -> float:
@@ -91,3 +91,34 @@ def best_predictors(ranking: pd.DataFrame, group: str = "pooled") -> pd.DataFram
         return ranking
     rows = ranking[(ranking["group"] == group) & (ranking["rank"] == 1)].drop_duplicates("measure")
     return rows[["measure", "label", "n", "spearman_rho", "spearman_low", "spearman_high", "pairwise_accuracy"]]
+
+
+def ranking_table(ranking: pd.DataFrame, group: str = "pooled", *, digits: int = 2) -> pd.DataFrame:
+    """One group of :func:`rank_predictors` for people: a row per predictor, a column per cost.
+
+    Each cell is ``rho [low, high]`` (Spearman, with its interval) followed by
+    the pairwise accuracy, e.g. ``0.78 [0.56, 0.91] · 0.80``; rows are sorted by
+    the first cost's rank; a value that could not be computed reads ``n/a``.
+    """
+    from .labels import label_of
+
+    rows = ranking[ranking["group"] == group]
+    if rows.empty:
+        return pd.DataFrame()
+    table: dict[str, dict[str, str]] = {}
+    order = rows[rows["measure"] == rows["measure"].iloc[0]].sort_values("rank")["label"].tolist()
+    for _, row in rows.iterrows():
+        rho, low, high = row["spearman_rho"], row["spearman_low"], row["spearman_high"]
+        if not np.isfinite(rho):
+            cell = "n/a"
+        else:
+            cell = f"{rho:.{digits}f}"
+            if np.isfinite(low) and np.isfinite(high):
+                cell += f" [{low:.{digits}f}, {high:.{digits}f}]"
+            if np.isfinite(row["pairwise_accuracy"]):
+                cell += f" · {row['pairwise_accuracy']:.{digits}f}"
+        table.setdefault(row["label"], {})[label_of(row["measure"])] = cell
+    frame = pd.DataFrame.from_dict(table, orient="index")
+    frame = frame.loc[[label for label in order if label in frame.index]
+                      + [label for label in frame.index if label not in order]]
+    return frame.rename_axis("Spearman ρ [95 % CI] · pairwise accuracy")

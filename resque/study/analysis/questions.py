@@ -78,8 +78,9 @@ def orient(frame: pd.DataFrame, name: str) -> np.ndarray:
 
 def experiment_of(frame: pd.DataFrame) -> np.ndarray:
     """What an experiment is, across seeds: the shift family and intensity, or the task (one label per row)."""
-    return np.where(frame["kind"] == "task", "task:" + frame["task"].astype(str),
-                    frame["family"].astype(str) + "@" + frame["intensity"].astype(str))
+    from .forecast_eval import _experiment_of  # the labels the forecast's leave-one-experiment-out uses
+
+    return _experiment_of(frame)
 
 
 def _finished(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -354,19 +355,21 @@ def plot_curves_by_tercile(frame: pd.DataFrame, predictor: str = "resque_dist", 
     for label, curve in curves.items():
         xs = [0.0] + curve["cost"].tolist()
         ys = [1.0] + curve["not_yet"].tolist()
-        ax.step(xs, ys, where="post", color=colours.get(label), label=f"{label} {_label_of(predictor)}")
+        ax.step(xs, ys, where="post", color=colours.get(label), label=f"{label} {predictor_label(predictor)}")
     known = MEASURES.get(measure)
     ax.set_xlabel(measure if known is None else known.label if known.unit.lower() == known.label.lower()
                   else known.axis_label)
     ax.set_ylabel("share of runs not yet at target")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(frameon=False, fontsize=8)
-    ax.set_title(f"Kaplan-Meier by tercile of {_label_of(predictor)}", fontsize=9)
+    ax.set_title(f"Kaplan-Meier by tercile of {predictor_label(predictor)}", fontsize=9)
     figure.tight_layout()
     return figure
 
 
-def _label_of(name: str) -> str:
+
+def predictor_label(name: str) -> str:
+    """How tables name a predictor: a baseline's label, a registered predictor's, else the column name."""
     if name in BASELINES:
         return BASELINES[name][0]
     try:

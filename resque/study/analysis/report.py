@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from ...cost.measures import MEASURES
-from ...predictors.registry import get_predictor, list_predictors
+from ...predictors.registry import list_predictors
 from .forecast_eval import forecast_comparison
-from .questions import BASELINES, add_baselines, compare_predictors, harrell_c, orient, within_between
+from .questions import (BASELINES, add_baselines, compare_predictors, harrell_c, orient, predictor_label,
+                        within_between)
 
 __all__ = ["DISTINCT", "REDUNDANT", "study_report", "answer_sentences", "report_markdown", "shift_answers",
            "task_answers"]
@@ -31,15 +32,6 @@ REDUNDANT = {
     "carbon_kg": "energy x the grid's carbon intensity: proportional to energy",
     "train_seconds": "energy is a TDP-based estimate on this machine, tracking time",
 }
-
-
-def _label(name: str) -> str:
-    if name in BASELINES:
-        return BASELINES[name][0]
-    try:
-        return get_predictor(name).label
-    except Exception:
-        return name
 
 
 def _cost_label(measure: str) -> str:
@@ -146,7 +138,7 @@ def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, m
                 continue
             table = compare_predictors(frame, others, measure, reference="resque_dist", n_boot=n_boot, seed=seed)
             for _, r in table.iterrows():
-                rows.append([_cost_label(measure), _label(r["predictor"]), _number(r["rho"]), _number(r["rho_reference"]),
+                rows.append([_cost_label(measure), predictor_label(r["predictor"]), _number(r["rho"]), _number(r["rho_reference"]),
                              f"{_number(r['difference'])} [{_number(r['low'])}, {_number(r['high'])}]",
                              _number(r["p_holm"], 3), r["verdict"]])
         if rows:
@@ -176,7 +168,7 @@ def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, m
     if len(tasks):
         parts.append("### Task changes: each predictor and the epochs\n\n" + _table(
             ["predictor", "runs", "Spearman ρ", "Harrell's C"],
-            [[_label(r["predictor"]), str(r["n"]), _number(r["spearman"]), _number(r["harrell_c"])]
+            [[predictor_label(r["predictor"]), str(r["n"]), _number(r["spearman"]), _number(r["harrell_c"])]
              for _, r in tasks.sort_values("spearman", ascending=False, na_position="last").iterrows()]))
     parts.append("Costs not reported on their own: " + "; ".join(
         f"{MEASURES[name].label.lower()} ({why})" for name, why in REDUNDANT.items()) + ".")
@@ -237,9 +229,9 @@ def answer_sentences(frame: pd.DataFrame, *, measure: str = "epochs", n_boot: in
     candidates = [n for n in _present(frame, list_predictors("shift") + list(BASELINES), "shift") if n != "resque_dist"]
     table = compare_predictors(frame, candidates, measure, reference="resque_dist", n_boot=n_boot, seed=seed)
     if len(table):
-        better = [_label(p) for p, v in zip(table["predictor"], table["verdict"]) if v == "better"]
-        worse = [_label(p) for p, v in zip(table["predictor"], table["verdict"]) if v == "worse"]
-        undefined = [_label(p) for p, v in zip(table["predictor"], table["verdict"]) if v.startswith("undefined")]
+        better = [predictor_label(p) for p, v in zip(table["predictor"], table["verdict"]) if v == "better"]
+        worse = [predictor_label(p) for p, v in zip(table["predictor"], table["verdict"]) if v == "worse"]
+        undefined = [predictor_label(p) for p, v in zip(table["predictor"], table["verdict"]) if v.startswith("undefined")]
         rest = len(table) - len(better) - len(worse) - len(undefined)
         parts = []
         if better:

@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.resque-installed
 
-.PHONY: env data test bench book clean
+.PHONY: env data test browser bench book clean
 
 # Fashion-MNIST, the offline default dataset, comes from Debian's package.
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
@@ -26,8 +26,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-test: env
+test: env browser
 	$(PY) -m pytest
+
+# The book's browser check (tests/test_browser.py, resque book check) needs
+# Chromium: installed from Debian where it is missing, else those tests skip.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium (for the book's browser check)"; \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; } >/dev/null 2>&1 || \
+	  echo "chromium could not be installed: the browser checks will be skipped"; }
 
 # The main job: run a profile's experiments (resumable), then build the book.
 PROFILE ?= quick

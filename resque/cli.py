@@ -6,6 +6,8 @@
     resque study plan --profile quick      the experiments, in order, and which are done
     resque study run --profile quick       execute them (resumes; see resque.study.runner)
     resque book build --profile quick      the Jupyter Book of a study's results
+    resque book check                      the built book, page by page, in headless Chromium
+    resque book tutorial                   run and time the tutorial's code (for a class)
     resque forecast --checkpoint ...       RESQUE_dist of new data and the retraining cost it predicts
 
 Exit status: 0 when every experiment ran or was already done, 1 when one
@@ -119,6 +121,21 @@ def _add_book(commands: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="assemble and build the book (Sphinx warnings are errors)")
     _book_arguments(build)
     build.set_defaults(func=_cmd_book_build)
+    check = sub.add_parser("check", help="open every page of the built book in headless Chromium and check it",
+                           description="Open every page of a built book from file://, offline, in headless "
+                                       "Chromium: each must load, typeset its math, load its images, keep its code "
+                                       "and tables within the text column and show no path of the building "
+                                       "machine. Writes screenshots of the front page and the results page.")
+    check.add_argument("--html", default="_build/html", help="the built book (default: _build/html)")
+    check.add_argument("--browser", default=None, help="the Chromium executable (default: chromium on PATH)")
+    check.add_argument("--screenshots", default=None,
+                       help="where the screenshots go (default: browser-check/ next to the html folder)")
+    check.set_defaults(func=_cmd_book_check)
+    tutorial = sub.add_parser("tutorial", help="run the tutorial's code blocks in order and time them",
+                              description="Run every Python block of book/tutorial.md (the exercises' solutions "
+                                          "included) in order, in one session, and print how long each took.")
+    tutorial.add_argument("--book-dir", default=".", help="the book's root, holding book/ (default: .)")
+    tutorial.set_defaults(func=_cmd_book_tutorial)
 
 
 def _add_forecast(commands: argparse._SubParsersAction) -> None:
@@ -258,6 +275,40 @@ def _cmd_book_build(args: argparse.Namespace) -> int:
         print(str(error), file=sys.stderr)
         return EXIT_FAILED
     print(f"The book is at {Path(index).resolve()}  (open it in a browser: file://{Path(index).resolve()})")
+    return EXIT_OK
+
+
+def _cmd_book_check(args: argparse.Namespace) -> int:
+    """``resque book check``: the built book in headless Chromium; 0 when no page has a problem."""
+    from .errors import BookError
+    from .study.book.browser import check_book
+
+    try:
+        report = check_book(args.html, browser=args.browser, screenshots_dir=args.screenshots)
+    except BookError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_FAILED
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _cmd_book_tutorial(args: argparse.Namespace) -> int:
+    """``resque book tutorial``: run the tutorial's blocks in a scratch folder and print their times."""
+    import os
+    import tempfile
+
+    from .study.book.downloads import run_tutorial
+
+    page = Path(args.book_dir) / "book" / "tutorial.md"
+    if not page.exists():
+        print(f"{page} does not exist: run this from the project's root, or pass --book-dir.", file=sys.stderr)
+        return EXIT_FAILED
+    with tempfile.TemporaryDirectory(prefix="resque-tutorial-") as scratch:
+        run = run_tutorial(page.resolve(), workdir=scratch)
+    for number, seconds in enumerate(run.seconds, 1):
+        print(f"  block {number:>2}: {seconds:6.1f} s")
+    print(f"The tutorial's {len(run.seconds)} blocks ran in {run.total:.1f} s on this machine "
+          f"({os.cpu_count()} CPU cores).")
     return EXIT_OK
 
 

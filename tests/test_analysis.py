@@ -470,3 +470,24 @@ def test_ranking_table_is_a_predictor_by_cost_grid_for_people(frame):
     cell = table.loc["RESQUE_dist", "Epochs"]
     assert cell == "n/a" or (" · " in cell and "nan" not in cell)
     assert ranking_table(ranking, "no-such-group").empty
+
+
+def test_family_winners_names_the_first_ranked_predictor_and_its_ties():
+    import pandas as pd
+
+    from resque.study.analysis import family_winners
+
+    ranking = pd.DataFrame([
+        # group, measure, label, rho, rank
+        ("frost", "epochs", "RESQUE_dist", 0.9, 1.0), ("frost", "epochs", "MMD", 0.5, 2.0),
+        ("noise", "epochs", "MMD", 1.0, 1.0), ("noise", "epochs", "CKA", 1.0, 1.0),
+        ("noise", "epochs", "RESQUE_dist", 1.0, 1.0), ("frost", "energy_kwh", "MMD", 0.4, 1.0),
+        ("noise", "energy_kwh", "MMD", float("nan"), float("nan")),
+        ("pooled", "epochs", "CKA", 0.3, 1.0),
+    ], columns=["group", "measure", "label", "spearman_rho", "rank"])
+    table = family_winners(ranking)
+    assert table.index.name == "shift family" and list(table.index) == ["frost", "noise"]  # pooled left out
+    assert list(table.columns) == ["Epochs", "Energy"]
+    assert table.loc["frost", "Epochs"] == "RESQUE_dist (ρ 0.90)"
+    assert table.loc["noise", "Epochs"] == "MMD (ρ 1.00) + 2 tied"
+    assert table.loc["noise", "Energy"].startswith("n/a")

@@ -186,6 +186,8 @@ def test_book_copies_show_no_parameter_cell_and_no_path_of_the_machine(tmp_path)
     for path in generated.rglob("*.ipynb"):
         text = path.read_text()
         assert str(tmp_path) not in text and str(Path.home()) + "/" not in text, path.name
+        if path.parent.name == "downloads":  # the tutorial as a notebook: no parameters
+            continue
         nb = nbformat.read(path, as_version=4)
         code = [cell for cell in nb.cells if cell.cell_type == "code"]
         injected, last = code[1], code[2]
@@ -201,14 +203,71 @@ def test_every_experiment_page_says_how_to_rerun_it(tmp_path):
     results = synthetic_results(tmp_path / "results")
     generated = book.assemble(results, book_sources(tmp_path / "site") / "book")
     page = nbformat.read(generated / "shifts" / "shift-gaussian_noise-seed0.ipynb", as_version=4)
-    assert page.cells[1].cell_type == "markdown" and page.cells[1].source == (
+    rerun, download = page.cells[1].source.split("\n\n")
+    assert page.cells[1].cell_type == "markdown" and rerun == (
         "To rerun exactly this experiment (into `rerun/`, from nothing): `resque study run --profile smoke "
         "--results rerun --only source-seed0 && resque study run --profile smoke --results rerun --only "
         "shift-gaussian_noise-seed0`")
+    assert "{download}`shift-gaussian_noise-seed0.md <../downloads/shift-gaussian_noise-seed0.md>`" in download
     source = nbformat.read(generated / "sources" / "source-seed0.ipynb", as_version=4)
-    assert source.cells[1].source.endswith("`resque study run --profile smoke --results rerun --only source-seed0`")
+    assert source.cells[1].source.split("\n\n")[0].endswith(
+        "`resque study run --profile smoke --results rerun --only source-seed0`")
     analysis = nbformat.read(generated / "analysis.ipynb", as_version=4)
     assert not any("To rerun" in cell.source for cell in analysis.cells)
+    assert "{download}`analysis.md <downloads/analysis.md>`" in analysis.cells[1].source
+
+
+def test_each_page_downloads_in_its_other_format(tmp_path):
+    from resque.study.book.downloads import tutorial_blocks
+
+    results = synthetic_results(tmp_path / "results")
+    generated = book.assemble(results, book_sources(tmp_path / "site") / "book")
+    notebooks = sorted(p.stem for p in generated.rglob("*.ipynb") if p.parent.name != "downloads")
+    assert sorted(p.stem for p in (generated / "downloads").glob("*.md")) == notebooks
+    text = (generated / "downloads" / "shift-gaussian_noise-seed0.md").read_text()
+    page = nbformat.read(generated / "shifts" / "shift-gaussian_noise-seed0.ipynb", as_version=4)
+    assert text.startswith("---\njupytext:") and "format_name: myst" in text
+    assert text.count("```{code-cell} ipython3") == sum(c.cell_type == "code" for c in page.cells)
+    assert re.search(r":tags: \[[^\]]*remove-cell", text) and ":tags: [hide-input]" in text  # tags kept
+    assert str(tmp_path) not in text  # scrubbed like the page
+    tutorial = nbformat.read(generated / "downloads" / "tutorial.ipynb", as_version=4)
+    code = [cell.source for cell in tutorial.cells if cell.cell_type == "code"]
+    assert code == [block.rstrip("\n") for block in tutorial_blocks(REPO / "book" / "tutorial.md")]
+    prose = "\n".join(cell.source for cell in tutorial.cells if cell.cell_type == "markdown")
+    assert "**Exercise 1: a dose-response curve**" in prose and "**Solution**" in prose
+    assert ":::" not in prose and ":class:" not in prose and "{cite:p}" not in prose and "{doc}" not in prose
+
+
+def test_myst_text_notebook_keeps_cells_in_order():
+    from resque.study.book.downloads import myst_from_notebook
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title"),
+                                         nbformat.v4.new_markdown_cell("More."),
+                                         nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["hide-input"]}),
+                                         nbformat.v4.new_markdown_cell("End.")])
+    text = myst_from_notebook(nb)
+    assert text.index("# Title") < text.index("+++") < text.index("More.") < text.index("x = 1") < text.index("End.")
+    assert "```{code-cell} ipython3\n:tags: [hide-input]\n\nx = 1\n```" in text
+
+
+def test_teachers_page_quotes_the_studys_measured_time(tmp_path):
+    results = synthetic_results(tmp_path / "results")
+    generated = book.assemble(results, book_sources(tmp_path / "site") / "book")
+    assert "left no `summary.json`" in (generated / "teaching.inc.md").read_text()
+    (results / "summary.json").write_text(json.dumps({"wall_seconds": 300.0}))
+    generated = book.assemble(results, book_sources(tmp_path / "site2") / "book")
+    teaching = (generated / "teaching.inc.md").read_text()
+    assert "profile `smoke`" in teaching and "took **5.0 min** of wall time" in teaching
+
+
+def test_findings_link_to_the_sections_the_results_page_labels():
+    from resque.study.book.build import FINDINGS_SECTIONS, _findings_links
+
+    labelled = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("(results-best)=\n## Which?")])
+    assert _findings_links(labelled) == {"best": " ({ref}`details <results-best>`)"}
+    assert _findings_links(None) == {}
+    template = nbformat.read(REPO / "notebooks" / "analysis.ipynb", as_version=4)
+    assert set(_findings_links(template)) == set(FINDINGS_SECTIONS)  # every label is in the template
 
 
 def test_assemble_without_analysis_writes_placeholders(tmp_path):
@@ -262,7 +321,8 @@ def test_strict_build_of_a_synthetic_study(tmp_path):
     index = book.build(results, root, strict=True)
     html = index.parent
     assert index == root / "_build" / "html" / "index.html" and index.is_file()
-    expected = ["book/intro", "book/method", "book/tutorial", "book/reproduce", "book/_generated/sources",
+    expected = ["book/intro", "book/method", "book/tutorial", "book/teaching", "book/reproduce",
+                "book/_generated/sources",
                 "book/_generated/shifts", "book/_generated/tasks", "book/_generated/energy",
                 "book/_generated/analysis"]
     expected += [f"book/_generated/{ {'source': 'sources', 'shift': 'shifts', 'task': 'tasks'}[r.split('-')[0]]}/{r}"
@@ -305,14 +365,11 @@ def test_book_command(tmp_path, capsys):
 
 def test_tutorial_python_blocks_run(tmp_path, monkeypatch):
     """The tutorial's code, solutions included, runs as written (in order, as one session)."""
-    tutorial = REPO / "book" / "tutorial.md"
-    blocks = re.findall(r"```python\n(.*?)```", tutorial.read_text(), flags=re.S)
-    assert len(blocks) >= 5
-    monkeypatch.chdir(tmp_path)
-    namespace = {}
-    for block in blocks:
-        exec(compile(block, str(tutorial), "exec"), namespace)
-    assert 0 <= float(namespace["score"]) <= 1
+    from resque.study.book.downloads import run_tutorial
+
+    run = run_tutorial(REPO / "book" / "tutorial.md", workdir=tmp_path)
+    assert len(run.seconds) >= 5 and run.total > 0
+    assert 0 <= float(run.namespace["score"]) <= 1
 
 
 def test_timings_quote_the_runners_throughput(tmp_path):

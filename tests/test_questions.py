@@ -236,3 +236,8 @@ def test_the_answers_in_sentences_come_from_the_committed_quick_runs():
     assert "ranks the runs exactly as the shift's intensity does" in text
     assert "**The forecast:** With each experiment held out" in text
     assert answer_sentences(frame[frame["kind"] == "task"]) == ""  # no shift runs, nothing to say
+    linked = answer_sentences(frame, n_boot=300, links={"forecast": " (see below)", "within": " [w]"})
+    bullets = linked.splitlines()
+    assert bullets[0].endswith(". [w]") and any(b.startswith("- **The forecast:**") and b.endswith(" (see below)")
+                                              for b in bullets)
+    assert linked.replace(" [w]", "").replace(" (see below)", "") == text  # the links add, never change

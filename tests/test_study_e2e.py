@@ -12,6 +12,7 @@ import resque
 from resque.study import load_profile, run_study
 from resque.study.analysis import load_records
 from resque.study.book import build
+from resque.study.book.browser import check_book, find_browser
 from resque.study.results import ResultsDir
 
 distributed = pytest.importorskip("distributed")
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 SMOKE = Path(resque.study.profiles.PROFILE_DIR) / "smoke.yaml"
+BUILT: dict[str, Path] = {}  # the smoke book test_smoke_study_end_to_end built
 
 
 def test_a_dataset_the_machine_lacks_stops_the_study_before_any_kernel(tmp_path, monkeypatch):
@@ -97,6 +99,7 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert index.exists() and not broken_local_links(html)
     pages = {p.relative_to(html).as_posix() for p in html.rglob("*.html")}
     assert any("shift-frost-seed0" in p for p in pages) and any("analysis" in p for p in pages)
+    BUILT["html"] = html  # for the browser check below
 
     # The forecast from the smoke study's own source model and runs: too few runs by
     # default (3 < 5) is said plainly; with a lower bar it prints the four numbers.
@@ -115,3 +118,15 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
     again = run_study(profile_path, results.root, progress=False, notebooks_dir=templates)  # local executor
     assert again.done == [] and list(again.failed) == ["task-seed0"]
     assert set(again.skipped) == set(expected)
+
+
+@pytest.mark.skipif(find_browser() is None, reason="needs Chromium (Debian: apt-get install -y chromium; "
+                                                   "make test installs it where apt-get can)")
+def test_the_smoke_book_reads_well_in_a_browser():
+    # Every page of the smoke study's book, opened from file:// offline as a reader would.
+    if "html" not in BUILT:
+        pytest.skip("needs the smoke book that test_smoke_study_end_to_end builds (run the whole file)")
+    report = check_book(BUILT["html"])
+    assert report.ok, report.summary()
+    assert len(report.pages) >= 10 and sum(page.typeset for page in report.pages) > 0
+    assert [shot.name for shot in report.screenshots] == ["front.png", "results.png"]

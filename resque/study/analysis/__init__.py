@@ -48,7 +48,7 @@ from .forecast_eval import leave_one_out, plot_predicted_vs_measured, summarize_
 from .frame import describe_skipped, load_records, resolve_results_dir
 from .labels import label_of
 from .plots import plot_scatter, plot_vs_intensity
-from .ranking import best_predictors, pairwise_accuracy, rank_predictors, ranking_table
+from .ranking import best_predictors, family_winners, pairwise_accuracy, rank_predictors, ranking_table
 from .questions import add_baselines, compare_predictors, harrell_c, within_between
 from .report import report_markdown
 from .savings import SAVINGS, savings_summary
@@ -57,7 +57,7 @@ __all__ = [
     "HEADLINE", "METHODS", "SAVINGS",
     "load_records", "resolve_results_dir", "describe_skipped", "label_of",
     "bootstrap_statistics", "correlations", "summary_table", "family_table", "savings_summary",
-    "rank_predictors", "best_predictors", "pairwise_accuracy", "ranking_table", "findings", "winner_sentences",
+    "rank_predictors", "best_predictors", "family_winners", "pairwise_accuracy", "ranking_table", "findings", "winner_sentences",
     "plot_scatter", "plot_vs_intensity",
     "leave_one_out", "summarize_leave_one_out", "plot_predicted_vs_measured",
     "add_baselines", "within_between", "harrell_c", "compare_predictors", "report_markdown",

@@ -122,3 +122,25 @@ def ranking_table(ranking: pd.DataFrame, group: str = "pooled", *, digits: int =
     frame = frame.loc[[label for label in order if label in frame.index]
                       + [label for label in frame.index if label not in order]]
     return frame.rename_axis("Spearman ρ [95 % CI] · pairwise accuracy")
+
+
+def family_winners(ranking: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
+    """The first-ranked predictor of each cost in each shift family, for people.
+
+    One row per family (the groups of :func:`rank_predictors` with
+    ``by="family"``, the pooled group left out), one column per cost; each cell
+    is ``label (ρ 0.83)``, followed by ``+ k tied`` when k other predictors
+    share first place, or ``n/a`` with the reason where none could be ranked.
+    """
+    from .labels import label_of
+
+    rows = ranking[(ranking["group"] != "pooled") & (ranking["rank"] == 1)]
+    table: dict[str, dict[str, str]] = {}
+    for (group, measure), best in rows.groupby(["group", "measure"], sort=False):
+        rho, ties = best["spearman_rho"].iloc[0], best["label"].nunique() - 1
+        table.setdefault(group, {})[label_of(measure)] = (
+            f"{best['label'].iloc[0]} (ρ {rho:.{digits}f})" + (f" + {ties} tied" if ties else ""))
+    groups = sorted(g for g in ranking["group"].unique() if g != "pooled")
+    measures = [label_of(m) for m in dict.fromkeys(ranking["measure"])]
+    frame = pd.DataFrame.from_dict(table, orient="index").reindex(index=groups, columns=measures)
+    return frame.fillna("n/a: cost or predictors constant").rename_axis("shift family")

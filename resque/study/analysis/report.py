@@ -198,20 +198,25 @@ def _forecast_verdict(forecast: pd.DataFrame) -> str:
     return " ".join(sentences)
 
 
-def answer_sentences(frame: pd.DataFrame, *, measure: str = "epochs", n_boot: int = 2000, seed: int = 0) -> str:
+def answer_sentences(frame: pd.DataFrame, *, measure: str = "epochs", n_boot: int = 2000, seed: int = 0,
+                     links: dict[str, str] | None = None) -> str:
     """The study's answers in plain sentences (Markdown bullets), every number computed from `frame`.
 
     Does RESQUE_dist predict `measure` within families, between families and
     beyond the intensity; which predictors a paired comparison tells apart from
     it; how well the cost repeats; how the forecast does against a constant
     and the intensity rank. Empty when there are too few shift runs.
+
+    `links` maps a sentence (``"within"``, ``"beyond"``, ``"best"``,
+    ``"repeat"``, ``"forecast"``) to Markdown appended to it, e.g. a link to
+    the section that backs it (the book's findings page does this).
     """
     frame = add_baselines(frame)
     shift_runs = frame[frame["kind"] == "shift"]
     if len(shift_runs) < 5 or "resque_dist" not in shift_runs or measure not in shift_runs:
         return ""
     what = MEASURES[measure].label.lower()
-    lines = []
+    lines: list[tuple[str, str]] = []
     answer = within_between(frame, "resque_dist", measure)
     if math.isfinite(answer["within"]):
         text = (f"**Within a shift family**, RESQUE_dist and the {what} of retraining agree at Spearman "
@@ -219,13 +224,13 @@ def answer_sentences(frame: pd.DataFrame, *, measure: str = "epochs", n_boot: in
         if math.isfinite(answer["between"]):
             text += (f"; **between families**, the family means agree at ρ = {answer['between']:.2f} "
                      f"({answer['n_families']} families)")
-        lines.append(text + ".")
+        lines.append(("within", text + "."))
     if answer["n"]:
-        lines.append("**Beyond the intensity:** " + (
+        lines.append(("beyond", "**Beyond the intensity:** " + (
             "within every family RESQUE_dist ranks the runs exactly as the shift's intensity does, so it says "
             "nothing that knowing the intensity does not." if not math.isfinite(answer["beyond_intensity"]) else
             f"given the intensity's rank within its family, RESQUE_dist still agrees with the {what} at partial "
-            f"ρ = {answer['beyond_intensity']:.2f}."))
+            f"ρ = {answer['beyond_intensity']:.2f}.")))
     candidates = [n for n in _present(frame, list_predictors("shift") + list(BASELINES), "shift") if n != "resque_dist"]
     table = compare_predictors(frame, candidates, measure, reference="resque_dist", n_boot=n_boot, seed=seed)
     if len(table):
@@ -241,17 +246,18 @@ def answer_sentences(frame: pd.DataFrame, *, measure: str = "epochs", n_boot: in
         parts.append(f"{'all' if not better and not worse else 'the other'} {rest} not distinguishable from it")
         if undefined:
             parts.append(f"{', '.join(undefined)}: no rank correlation (constant)")
-        lines.append(f"**Which predictor is best?** By paired comparison of their rank correlations with the {what} "
-                     f"(same resamples, Holm-adjusted): " + "; ".join(parts) + ".")
+        lines.append(("best", f"**Which predictor is best?** By paired comparison of their rank correlations with "
+                              f"the {what} (same resamples, Holm-adjusted): " + "; ".join(parts) + "."))
     retest = repeatability_of(frame, measure, "shift")
     if math.isfinite(retest):
-        lines.append(f"**How well the cost repeats:** retrained again with another seed, the runs' {what} agree "
-                     f"with themselves at ρ = {retest:.2f}, the ceiling for any predictor.")
+        lines.append(("repeat", f"**How well the cost repeats:** retrained again with another seed, the runs' "
+                                f"{what} agree with themselves at ρ = {retest:.2f}, the ceiling for any predictor."))
     forecast = forecast_comparison(frame, measure)
     verdict = _forecast_verdict(forecast) if len(forecast) else ""
     if verdict:
-        lines.append("**The forecast:** " + verdict)
-    return "\n".join(f"- {line}" for line in lines) + "\n"
+        lines.append(("forecast", "**The forecast:** " + verdict))
+    links = links or {}
+    return "\n".join(f"- {line}{links.get(key, '')}" for key, line in lines) + "\n"
 
 
 def study_report(frame: pd.DataFrame, *, measures=DISTINCT, n_boot: int = 2000, seed: int = 0) -> str:

@@ -20,6 +20,8 @@ What :func:`assemble` writes (``book/_generated/``, git-ignored, wiped first)::
     timings.inc.md   the reproduce page's table of measured times
     findings.inc.md  the findings page: the answers in sentences and their tables, from the records
     profiles.inc.md  the reproduce page's table of the shipped profiles
+    teaching.inc.md  the teachers' page: what this book's study cost, measured
+    downloads/       each notebook page as MyST Markdown, the tutorial as a notebook
     figures/method.png  the method page's illustration (drawn here, seeded)
     _static/mathjax/    MathJax 3 for offline reading (from `django-static-mathjax`)
     manifest.json       what was copied from where
@@ -27,8 +29,10 @@ What :func:`assemble` writes (``book/_generated/``, git-ignored, wiped first)::
 One module per concern: :mod:`.notebooks` (reading executed notebooks),
 :mod:`.collect` (what the results folder holds, run by run), :mod:`.pages`
 (the generated Markdown pages), :mod:`.figure` (the method page's drawing),
-:mod:`.mathjax` (MathJax bundled for offline reading), :mod:`.build`
-(assemble and run Jupyter Book). Command line: ``resque book build``.
+:mod:`.mathjax` (MathJax bundled for offline reading), :mod:`.downloads`
+(the pages in their other format), :mod:`.build` (assemble and run Jupyter
+Book), :mod:`.browser` (the built book checked in headless Chromium). Command
+line: ``resque book build``, ``resque book check``, ``resque book tutorial``.
 """
 
 from ...errors import BookBuildError, BookError

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ...errors import BookBuildError, BookError
 from .collect import GENERATED, GROUPS, SINGLE_PAGES, _collect
+from .downloads import myst_from_notebook, notebook_from_markdown
 from .figure import _method_figure
 from .mathjax import _install_mathjax
 from .notebooks import for_readers, rerun_line, with_rerun_line
@@ -21,6 +22,7 @@ from .pages import (
     _shifts_page,
     _sources_page,
     _tasks_page,
+    _teaching_snippet,
     _timings_snippet,
     _unreadable_note,
 )
@@ -30,7 +32,9 @@ def _machine_paths(results_dir: Path, book_dir: Path) -> dict[str, str]:
 
     The results folder becomes its path relative to the project (``results/quick``),
     or its name when it lies elsewhere; the project's root becomes nothing (so a
-    template is ``notebooks/shift.ipynb``); the home folder becomes ``~``.
+    template is ``notebooks/shift.ipynb``), and so does the folder resque is
+    installed in (a traceback names its files); the Python environment becomes
+    ``<python>/``; the home folder becomes ``~``.
     """
     project = book_dir.resolve().parent
     results = results_dir.resolve()
@@ -38,7 +42,9 @@ def _machine_paths(results_dir: Path, book_dir: Path) -> dict[str, str]:
         shown = results.relative_to(project).as_posix()
     except ValueError:
         shown = results.name
-    paths = {str(results): shown, str(project) + os.sep: "", str(project): ".", str(Path.home()): "~"}
+    package = Path(__file__).resolve().parents[3]  # where resque is installed (its tracebacks name it)
+    paths = {str(results): shown, str(project) + os.sep: "", str(project): ".", str(package) + os.sep: "",
+             sys.prefix + os.sep: "<python>" + os.sep, str(Path.home()): "~"}
     return {path: value for path, value in paths.items() if len(Path(path).parts) > 1}  # never "/" itself
 
 
@@ -53,13 +59,27 @@ def _template_root(notebook) -> dict[str, str]:
     return {str(source.parent.parent) + os.sep: ""}
 
 
-def _findings_snippet(results_dir: Path) -> str:
+#: The findings page's sentences -> the label of the results page's section that backs each.
+FINDINGS_SECTIONS = {"within": "results-questions", "beyond": "results-questions", "best": "results-best",
+                     "repeat": "results-questions", "forecast": "results-forecast"}
+
+
+def _findings_links(analysis_notebook) -> dict[str, str]:
+    """A link after each findings sentence to its section, where the executed results page has that label."""
+    if analysis_notebook is None:
+        return {}
+    text = "\n".join(cell.source for cell in analysis_notebook.cells if cell.cell_type == "markdown")
+    return {key: f" ({{ref}}`details <{label}>`)" for key, label in FINDINGS_SECTIONS.items()
+            if f"({label})=" in text}
+
+
+def _findings_snippet(results_dir: Path, links: dict[str, str] | None = None) -> str:
     """The findings page's body: the answers in sentences, then the tables (the epochs), from the records."""
     from ..analysis import load_records
     from ..analysis.report import answer_sentences, report_markdown
 
     frame = load_records(results_dir)
-    sentences = answer_sentences(frame) if len(frame) else ""
+    sentences = answer_sentences(frame, links=links) if len(frame) else ""
     if not sentences:
         return ("*The findings appear here once the study has finished enough shift runs (at least 5): "
                 "see {doc}`reproduce`.*\n")
@@ -110,13 +130,23 @@ def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book
     study = _collect(results_dir)
     copied = {}
     scrub = _machine_paths(results_dir, book_dir)
+    downloads = generated / "downloads"
+    downloads.mkdir()
     for run in [r for runs in study.runs.values() for r in runs] + list(study.single.values()):
         target = generated / run.link
         target.parent.mkdir(parents=True, exist_ok=True)
         notebook = run.notebook if run.notebook is not None else nbformat.read(run.source, as_version=4)
-        notebook = with_rerun_line(notebook, rerun_line(run.run_id, run.papermill.get("parameters", {})))
-        nbformat.write(for_readers(notebook, {**scrub, **_template_root(notebook)}), target)
+        text_copy = Path(os.path.relpath(downloads / f"{target.stem}.md", target.parent)).as_posix()
+        lines = [rerun_line(run.run_id, run.papermill.get("parameters", {})),
+                 f"This page as a text notebook: {{download}}`{target.stem}.md <{text_copy}>` (MyST Markdown, "
+                 "without outputs; the download button at the top gives the executed `.ipynb`)."]
+        notebook = for_readers(with_rerun_line(notebook, "\n\n".join(filter(None, lines))),
+                               {**scrub, **_template_root(notebook)})
+        nbformat.write(notebook, target)
+        (downloads / f"{target.stem}.md").write_text(myst_from_notebook(notebook))
         copied[run.run_id] = run.link
+    if (book_dir / "tutorial.md").exists():  # for a class: the tutorial as a notebook to open in Jupyter
+        nbformat.write(notebook_from_markdown((book_dir / "tutorial.md").read_text()), downloads / "tutorial.ipynb")
     for folder, _ in GROUPS.values():
         (generated / folder).mkdir(exist_ok=True)
     note = _unreadable_note(study.unreadable)
@@ -128,7 +158,10 @@ def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book
             (generated / f"{run_id}.md").write_text(_missing_page(run_id))
     (generated / "headline.inc.md").write_text(_headline_snippet(study, generated))
     (generated / "timings.inc.md").write_text(_timings_snippet(study))
-    (generated / "findings.inc.md").write_text(_findings_snippet(results_dir))
+    analysis_page = generated / "analysis.ipynb"
+    links = _findings_links(nbformat.read(analysis_page, as_version=4) if analysis_page.exists() else None)
+    (generated / "findings.inc.md").write_text(_findings_snippet(results_dir, links))
+    (generated / "teaching.inc.md").write_text(_teaching_snippet(study))
     (generated / "profiles.inc.md").write_text(_profiles_snippet())
     _method_figure(generated / "figures" / "method.png")
     mathjax = _install_mathjax(generated / "_static")

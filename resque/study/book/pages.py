@@ -253,12 +253,52 @@ def _seconds(value: float | None) -> str:
     return f"{value / 3600:.1f} h"
 
 
-def _timings_snippet(study: _Study) -> str:
+def _profile_of(study: _Study) -> str:
+    """The profile a study ran (from its notebooks' parameters), else its folder's name."""
     everything = [run for runs in study.runs.values() for run in runs] + list(study.single.values())
     profile = next((str(r.papermill.get("parameters", {}).get("profile")) for r in everything
                     if r.papermill.get("parameters", {}).get("profile")), study.root.name)
-    if profile.endswith((".yaml", ".yml")):
-        profile = Path(profile).stem
+    return Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile
+
+
+def _machine_of(study: _Study) -> dict:
+    """The provenance (platform, CPU, cores, torch) of the study's first record that has one."""
+    everything = [run for runs in study.runs.values() for run in runs] + list(study.single.values())
+    return next((record.provenance for r in everything for _, record, _ in r.parts
+                 if record is not None and record.provenance), {})
+
+
+def _study_wall_seconds(study: _Study) -> float | None:
+    """The wall time of the whole study from the runner's ``summary.json``, or None."""
+    try:
+        wall = json.loads((study.root / "summary.json").read_text()).get("wall_seconds")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(wall) if wall is not None else None
+
+
+def _teaching_snippet(study: _Study) -> str:
+    """The teachers' page: what the study behind this book cost to run, and on what machine, measured."""
+    profile, machine = _profile_of(study), _machine_of(study)
+    wall = _study_wall_seconds(study)
+    pages = sum(len(runs) for runs in study.runs.values()) + len(study.single)
+    if wall is None:
+        text = (f"The study behind this book (profile `{_cell(profile)}`, {pages} notebooks) left no "
+                "`summary.json`, so its wall time is not known here.")
+    else:
+        text = (f"The study behind this book (profile `{_cell(profile)}`, {pages} notebooks) took "
+                f"**{_seconds(wall)}** of wall time")
+        if machine:
+            text += (f" on {machine.get('cpu_count', '?')} CPU cores "
+                     f"({_cell(str(machine.get('processor') or machine.get('machine') or 'unknown CPU'))}, "
+                     f"{_cell(str(machine.get('cuda_device') or 'no GPU'))})")
+        text += "; the {doc}`reproduce` page breaks it down."
+    return text + "\n"
+
+
+def _timings_snippet(study: _Study) -> str:
+    everything = [run for runs in study.runs.values() for run in runs] + list(study.single.values())
+    profile = _profile_of(study)
     rows = []
     total = 0.0
     labels = {"source": "source models", "shift": "shift experiments", "task": "task experiments"}
@@ -272,8 +312,7 @@ def _timings_snippet(study: _Study) -> str:
     rows.append(["**all notebooks**", str(len(everything)), f"**{_seconds(total)}**" if total else "–"])
     starts = sorted(str(r.papermill["start_time"]) for r in everything if r.papermill.get("start_time"))
     ends = sorted(str(r.papermill["end_time"]) for r in everything if r.papermill.get("end_time"))
-    machine = next((record.provenance for r in everything for _, record, _ in r.parts
-                    if record is not None and record.provenance), {})
+    machine = _machine_of(study)
     lines = [
         f"Measured on the study this book was built from (profile `{_cell(profile)}`), "
         "from the execution times papermill stores in each notebook:\n",

@@ -336,8 +336,11 @@ def _forecast_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", default=None, help="embedding layer (default: the model's default layer)")
     parser.add_argument("--level", type=float, default=0.9, help="prediction interval level (default: 0.9)")
     parser.add_argument("--min-runs", type=int, default=5, help="fewest calibration runs accepted (default: 5)")
+    parser.add_argument("--censored", choices=("model", "drop", "observed"), default="model",
+                        help="calibration runs that did not reach their target: lower bounds in a censoring-aware "
+                             "line (model, the default), left out (drop), or taken as observed (observed)")
     parser.add_argument("--include-censored", action="store_true",
-                        help="also calibrate on runs that did not reach the target")
+                        help="the same as --censored observed (kept for older scripts)")
     parser.add_argument("--device", default=None, help="torch device (default: where the model is, the CPU)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size of the forward pass")
 
@@ -385,7 +388,9 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     from .forecast import DEFAULT_MEASURES, fit_forecast, forecast
     from .models.checkpoint import load_checkpoint
 
-    from .errors import InvalidParameterError
+    import warnings
+
+    from .errors import ForecastWarning, InvalidParameterError
 
     folder = Path(args.calibration).expanduser()
     if not folder.is_dir():
@@ -394,13 +399,21 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
             f"The path {'is a file' if folder.exists() else 'does not exist'}; run a study first "
             "(resque study run --profile quick) or pass the folder it wrote.")
     # Calibration first: too few runs should fail in a second, not after a forward pass.
+    censored = "observed" if args.include_censored else args.censored
     calibration = fit_forecast(args.calibration, "resque_dist", DEFAULT_MEASURES, "shift", args.min_runs,
-                               not args.include_censored, args.level)
+                               level=args.level, censored=censored)
     model = load_checkpoint(args.checkpoint)
-    prediction = forecast(model, _new_data(args, model), args.layer, calibration=calibration,
-                          fingerprint=args.fingerprint, level=args.level, device=args.device,
-                          batch_size=args.batch_size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ForecastWarning)
+        prediction = forecast(model, _new_data(args, model), args.layer, calibration=calibration,
+                              fingerprint=args.fingerprint, level=args.level, device=args.device,
+                              batch_size=args.batch_size, calibration_dir=folder)
     print(prediction)
+    for warning in caught:
+        if issubclass(warning.category, ForecastWarning):
+            print(f"Warning: {warning.message}")
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     return EXIT_OK
 
 

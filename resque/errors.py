@@ -19,6 +19,7 @@ __all__ = [
     "TrackingStateError",
     "RecordError",
     "ForecastError",
+    "ForecastWarning",
     "BookError",
     "BookBuildError",
     "ProfileError",
@@ -212,3 +213,7 @@ class SettingsChangedError(ResqueError, ValueError):
 
 class PixelRangeWarning(UserWarning):
     """Float images go beyond [0, 1] (0-255 pixels, or unnormalised data): resque computes as given, and says so."""
+
+
+class ForecastWarning(UserWarning):
+    """A forecast is being applied where its calibration may not hold (e.g. to a model that is not its source)."""

@@ -31,8 +31,14 @@ case the line is used.
 Costs cannot be negative, so the point estimate and both interval ends are
 clipped at 0 (a model already at its target costs 0 epochs: accuracy is
 checked before any update); a clipped value is marked in the printed table. Runs that stopped before
-reaching the target accuracy (``censored``) are left out by default: their
-cost is only a lower bound of the true cost.
+reaching the target accuracy (``censored``) have a cost that is only a lower
+bound of the true one: by default they enter a censoring-aware line instead
+(:func:`censored_line_fit`: a right-censored normal regression fitted by
+maximum likelihood, whose interval is the fitted normal's), so they count as
+what they are; ``censored="drop"`` leaves them out.
+
+Applied to a model that is not one of the calibration study's source models,
+:func:`forecast` warns (:class:`~resque.errors.ForecastWarning`).
 
 Examples
 --------
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +63,7 @@ from .checks import check_choice, check_real
 from .cost.measures import MEASURES, measures as _measures
 from .cost.records import RunRecord, read_records
 from .cost.table import require_pandas, runs_table
-from .errors import ForecastError, InvalidParameterError
+from .errors import ForecastError, ForecastWarning, InvalidParameterError
 from .predictors.registry import PREDICTORS, list_predictors
 
 if TYPE_CHECKING:
@@ -69,6 +76,7 @@ __all__ = [
     "LinearFit",
     "MeasurePrediction",
     "Prediction",
+    "calibration_sources",
     "censored_line_fit",
     "fit_forecast",
     "forecast",
@@ -81,6 +89,8 @@ __all__ = [
 COSTS = tuple(m.column for m in _measures(saving=True))
 DEFAULT_MEASURES = ("epochs", "energy_kwh", "carbon_kg")
 KINDS = ("shift", "task")
+#: How a forecast treats calibration runs that stopped before their target (see :func:`fit_forecast`).
+CENSORED = ("model", "drop", "observed")
 #: Significance level of the slope test that decides between a mean and a line for the yardstick.
 SCRATCH_SLOPE_ALPHA = 0.05
 
@@ -307,6 +317,7 @@ class Prediction:
     measures: dict[str, MeasurePrediction]
     n_runs: int
     index_range: tuple[float, float]
+    n_censored: int = 0  # calibration runs that entered a censoring-aware line as lower bounds
 
     @property
     def extrapolated(self) -> bool:
@@ -328,13 +339,16 @@ class Prediction:
             f"{PREDICTORS.get(self.estimator).label if self.estimator in PREDICTORS else self.estimator} = "
             f"{self.index_value:.4g}",
             (f"Predicted retraining cost ({percent} % prediction intervals; "
-             f"OLS on {self.n_runs} calibration runs, index {self.index_range[0]:.3g}..{self.index_range[1]:.3g}):"),
+             + (f"a censoring-aware line on {self.n_runs} calibration runs, {self.n_censored} of them censored "
+                "and counted as lower bounds" if self.n_censored else f"OLS on {self.n_runs} calibration runs")
+             + f", index {self.index_range[0]:.3g}..{self.index_range[1]:.3g}):"),
         ]
         rows = [("measure", "predicted", f"{percent} % interval", "from scratch", "saving")]
         for m in self.measures.values():
             mark = "*" if m.clipped else ""
+            estimate = m.measure in MEASURES and MEASURES[m.measure].estimate and m.measure != "train_flops"
             rows.append((
-                f"{m.label} ({m.unit})",
+                f"{m.label}{', estimate' if estimate else ''} ({m.unit})",
                 f"{_number(m.point)}{mark}",
                 f"[{_number(m.low)}, {_number(m.high)}]",
                 _number(m.scratch),
@@ -346,6 +360,9 @@ class Prediction:
                 cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths))
             ))
         lines.append("saving = 1 - predicted retraining cost / predicted cost of training from scratch.")
+        if any(m.measure in ("energy_kwh", "carbon_kg") for m in self.measures.values()):
+            lines.append("Energy and carbon are estimates wherever the calibration runs had no hardware energy "
+                         "counter (a processor's rated power times the time taken).")
         clipped = [m for m in self.measures.values() if m.clipped]
         if clipped:
             lines.append("* clipped: here the fitted line falls below the least a retraining can cost (0, or 1 epoch), "
@@ -385,8 +402,9 @@ class CostForecast:
     kind : {"shift", "task"}
     level : float
         Default level of the prediction intervals.
-    fits : dict of str to LinearFit
-        Cost of the retraining on the index, per measure.
+    fits : dict of str to LinearFit or CensoredLineFit
+        Cost of the retraining on the index, per measure (a censoring-aware
+        line where calibration runs were censored, see :func:`fit_forecast`).
     scratch_fits : dict of str to LinearFit or None
         Cost of the from-scratch yardstick (a mean, or a line when its slope is
         significant); None with fewer than 2 yardsticks.
@@ -399,7 +417,7 @@ class CostForecast:
     estimator: str
     kind: str
     level: float
-    fits: dict[str, LinearFit]
+    fits: dict[str, LinearFit | CensoredLineFit]
     scratch_fits: dict[str, LinearFit | None]
     n_runs: dict[str, int]
     index_range: tuple[float, float]
@@ -437,7 +455,9 @@ class CostForecast:
             measures[measure] = MeasurePrediction(
                 measure, label, unit, point, low, high, clipped=min(raw) < floor, scratch=scratch, saving=saving,
             )
-        return Prediction(index_value, self.estimator, level, measures, min(self.n_runs.values()), self.index_range)
+        censored = max((getattr(fit, "n_censored", 0) for fit in self.fits.values()), default=0)
+        return Prediction(index_value, self.estimator, level, measures, min(self.n_runs.values()), self.index_range,
+                          censored)
 
 
 def _check_level(level: float) -> float:
@@ -467,7 +487,7 @@ def _as_frame(records_or_frame) -> pd.DataFrame:
 
 
 def _usable(frame: pd.DataFrame, estimator: str, measure: str, kind: str, exclude_censored: bool):
-    """Rows usable for one measure, and a sentence on why the others are not."""
+    """Rows usable for one measure, and a sentence on why the others are not (censored ones kept unless excluded)."""
     pd = require_pandas("the forecast")
     of_kind = frame[frame["kind"] == kind]
     index = pd.to_numeric(of_kind[estimator], errors="coerce")
@@ -492,15 +512,21 @@ def fit_forecast(
     measures: Sequence[str] = DEFAULT_MEASURES,
     kind: str = "shift",
     min_runs: int = 5,
-    exclude_censored: bool = True,
+    exclude_censored: bool | None = None,
     level: float = 0.9,
+    *,
+    censored: str = "model",
 ) -> CostForecast:
     """Fit the retraining-cost forecast on calibration runs.
 
     Per measure: OLS of the cost on the estimator (``cost = a + b * index``)
     with t-based prediction intervals; and a model of the from-scratch
     yardstick's cost (its mean, or a line when the slope on the index is
-    significant at 5 %). See the module docstring.
+    significant at 5 %). See the module docstring. When some calibration runs
+    are censored (stopped before their target: their cost is a lower bound),
+    the default fits the censoring-aware line instead
+    (:func:`censored_line_fit`, a right-censored normal regression), so they
+    count as what they are.
 
     Parameters
     ----------
@@ -516,11 +542,16 @@ def fit_forecast(
         Which runs calibrate the forecast.
     min_runs : int, default 5
         Fewest usable runs per measure (at least 3: a line and a spread).
-    exclude_censored : bool, default True
-        Leave out runs that stopped before reaching the target accuracy (their
-        cost is only a lower bound).
+    exclude_censored : bool, optional
+        The older switch, kept for existing calls: True is ``censored="drop"``,
+        False ``censored="observed"``.
     level : float, default 0.9
         Default level of the prediction intervals.
+    censored : {"model", "drop", "observed"}, default "model"
+        What runs that stopped before reaching the target accuracy are:
+        lower bounds in a censoring-aware line (``"model"``; with none
+        censored it is the OLS line), left out (``"drop"``), or taken as if
+        their cost had been observed (``"observed"``, biased low).
 
     Returns
     -------
@@ -551,6 +582,10 @@ def fit_forecast(
     if isinstance(min_runs, bool) or not isinstance(min_runs, (int, np.integer)) or min_runs < 3:
         raise InvalidParameterError("min_runs", min_runs, "an int >= 3 (a line and its spread need 3 points)")
     level = _check_level(level)
+    if exclude_censored is not None:
+        censored = "drop" if exclude_censored else "observed"
+    check_choice("censored", censored, CENSORED)
+    exclude_censored = censored == "drop"
     frame = _as_frame(records_or_frame)
     estimators = [name for name in list_predictors(kind) if name in frame.columns]
     if estimator not in frame.columns:
@@ -574,7 +609,11 @@ def fit_forecast(
                 "cannot predict another. Add runs at other shift intensities.",
                 measure=measure, n_runs=len(x), min_runs=min_runs,
             )
-        fits[measure] = ols_fit(x, y)
+        lower_bound = rows["censored"].to_numpy(dtype=bool) if censored == "model" else np.zeros(len(x), bool)
+        if lower_bound.any():
+            fits[measure] = censored_line_fit(x, y, lower_bound)
+        else:
+            fits[measure] = ols_fit(x, y)
         n_runs[measure] = len(rows)
         indexes.append(x)
         scratch_fits[measure] = _scratch_fit(rows, estimator, measure)
@@ -608,6 +647,44 @@ def _scratch_fit(rows: pd.DataFrame, estimator: str, measure: str) -> LinearFit 
 # ---------------------------------------------------------------------------
 
 
+def calibration_sources(results_dir: str | os.PathLike) -> list:
+    """The source models a study's results folder holds (``models/source-seed<k>.safetensors``), sorted."""
+    models = Path(results_dir) / "models"
+    return sorted(p for p in models.glob("source-*.safetensors") if not p.name.endswith(".fingerprint.safetensors"))
+
+
+def matches_a_source(model, results_dir: str | os.PathLike) -> bool | None:
+    """Whether `model`'s weights are exactly one of the calibration's source models (None: it holds none).
+
+    Reads the checkpoints' tensors only (safetensors: no code runs).
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    sources = calibration_sources(results_dir)
+    if not sources:
+        return None
+    mine = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    for path in sources:
+        theirs = load_file(str(path))
+        if theirs.keys() == mine.keys() and all(
+                theirs[k].shape == mine[k].shape and torch.equal(theirs[k], mine[k].to(theirs[k].dtype))
+                for k in mine):
+            return True
+    return False
+
+
+def _warn_if_not_a_source(model, calibration) -> None:
+    if isinstance(calibration, (str, os.PathLike)) and Path(calibration).is_dir():
+        if matches_a_source(model, calibration) is False:
+            names = ", ".join(p.stem for p in calibration_sources(calibration))
+            warnings.warn(ForecastWarning(
+                f"This model is not one of the source models the forecast was calibrated on ({names} in "
+                f"{calibration}): its retraining may cost differently at the same RESQUE_dist. Trust the forecast "
+                "only for a model of the same architecture, data and training recipe, or calibrate on a study of "
+                "your own model."), stacklevel=3)
+
+
 def forecast(
     model,
     new_data,
@@ -619,7 +696,9 @@ def forecast(
     measures: Sequence[str] = DEFAULT_MEASURES,
     level: float = 0.9,
     min_runs: int = 5,
-    exclude_censored: bool = True,
+    exclude_censored: bool | None = None,
+    censored: str = "model",
+    calibration_dir: str | os.PathLike | None = None,
     device=None,
     batch_size: int | None = None,
     progress: bool = False,
@@ -639,13 +718,22 @@ def forecast(
         Embedding layer; default :func:`resque.default_layer` of the model.
     calibration : str, path-like, list of RunRecord, pandas.DataFrame or CostForecast
         Calibration runs (see :func:`fit_forecast`), or a forecast already
-        fitted on them (then `measures`, `min_runs` and `exclude_censored` are its own).
+        fitted on them (then `measures`, `min_runs` and `censored` are its own).
     original : Dataset or DataLoader, optional
         The data the model was trained on. Give this or `fingerprint`.
     fingerprint : ClassSums, str or path-like, optional
         The model's fingerprint, or the path of its file.
-    measures, level, min_runs, exclude_censored
+    measures, level, min_runs, exclude_censored, censored
         As in :func:`fit_forecast`.
+    calibration_dir : path, optional
+        The results folder a fitted `calibration` came from, for the check below.
+
+    Warns
+    -----
+    ForecastWarning
+        When the calibration's results folder (`calibration`, or
+        `calibration_dir`) holds source models and `model` is none of them:
+        the forecast was calibrated on another model.
     device, batch_size, progress
         As in :func:`resque.resque_dist`.
 
@@ -669,7 +757,9 @@ def forecast(
     if isinstance(calibration, CostForecast):  # already fitted: used as it is
         model_fit = calibration
     else:
-        model_fit = fit_forecast(calibration, "resque_dist", measures, "shift", min_runs, exclude_censored, level)
+        model_fit = fit_forecast(calibration, "resque_dist", measures, "shift", min_runs, exclude_censored, level,
+                                 censored=censored)
+    _warn_if_not_a_source(model, calibration_dir if calibration_dir is not None else calibration)
     from .index.dist import ClassSums, load_fingerprint, resque_dist
     from .models.zoo import default_layer
 

@@ -147,16 +147,59 @@ def test_saving_is_one_minus_reuse_over_scratch():
     assert 0.5 < epochs.saving < 0.8  # about 1 - 11 / 40
 
 
-def test_censored_runs_are_left_out_by_default():
+def test_censored_runs_count_as_lower_bounds_by_default():
+    from resque.forecast import CensoredLineFit, LinearFit
+
     frame = synthetic_frame(40, seed=0, censored=10)
-    assert fit_forecast(frame).n_runs["epochs"] == 30
-    assert fit_forecast(frame, exclude_censored=False).n_runs["epochs"] == 40
+    frame.loc[frame["censored"], "epochs"] -= 5.0  # stopped early: the recorded cost understates the true one
+    model = fit_forecast(frame)
+    assert model.n_runs["epochs"] == 40 and isinstance(model.fits["epochs"], CensoredLineFit)
+    assert model.fits["epochs"].n_censored == 10
+    printed = str(model.predict(0.2))
+    assert "a censoring-aware line on 40 calibration runs, 10 of them censored" in printed
+    as_observed = fit_forecast(frame, censored="observed")
+    dropped = fit_forecast(frame, censored="drop")
+    assert isinstance(as_observed.fits["epochs"], LinearFit) and as_observed.n_runs["epochs"] == 40
+    assert dropped.n_runs["epochs"] == 30 and "OLS on 30 calibration runs" in str(dropped.predict(0.2))
+    # taken as observed, the understated costs pull the line down; as lower bounds they do not
+    truth = INTERCEPT + SLOPE * 0.2
+    assert abs(model.predict(0.2)["epochs"].point - truth) < abs(as_observed.predict(0.2)["epochs"].point - truth)
+    assert fit_forecast(frame, exclude_censored=True).n_runs["epochs"] == 30  # the older switch still works
+    with pytest.raises(InvalidParameterError, match="censored"):
+        fit_forecast(frame, censored="ignore")
+
+
+def test_a_forecast_for_another_model_warns(tmp_path):
+    import torch
+
+    import resque
+    from resque.errors import ForecastWarning
+    from resque.forecast import _warn_if_not_a_source, calibration_sources, matches_a_source
+
+    source = resque.create_model("small_cnn", num_classes=10)
+    (tmp_path / "models").mkdir()
+    assert matches_a_source(source, tmp_path) is None  # nothing to compare with: no claim either way
+    resque.save_checkpoint(source, tmp_path / "models" / "source-seed0.safetensors")
+    torch.save({}, tmp_path / "models" / "source-seed0.fingerprint.safetensors")  # not a model: ignored
+    assert [p.name for p in calibration_sources(tmp_path)] == ["source-seed0.safetensors"]
+    assert matches_a_source(source, tmp_path) is True
+    other = resque.create_model("small_cnn", num_classes=10)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    assert matches_a_source(other, tmp_path) is False
+    with pytest.warns(ForecastWarning, match=r"not one of the source models .*\(source-seed0"):
+        _warn_if_not_a_source(other, tmp_path)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_not_a_source(source, tmp_path)  # its own source: silent
 
 
 def test_too_few_runs_raise_with_the_counts():
     frame = synthetic_frame(6, seed=0, censored=3)
     with pytest.raises(ForecastError, match=r"at least min_runs=5 .* found 3 of 6 shift runs \(3 censored") as info:
-        fit_forecast(frame)
+        fit_forecast(frame, censored="drop")
     assert isinstance(info.value, ResqueError)
     assert (info.value.n_runs, info.value.min_runs) == (3, 5)
 
@@ -296,7 +339,7 @@ def test_cli_prints_resque_and_the_three_costs(fashion_setup, capsys):
     out = capsys.readouterr().out
     assert status == 0, out
     assert "RESQUE_dist = " in out
-    for label in ("Epochs (epochs)", "Energy (kWh)", "Carbon (kg CO2-eq)", "saving"):
+    for label in ("Epochs (epochs)", "Energy, estimate (kWh)", "Carbon, estimate (kg CO2-eq)", "saving"):
         assert label in out
     value = float(out.split("RESQUE_dist = ")[1].split()[0])
     assert 0.0 <= value <= 1.0

@@ -61,7 +61,9 @@ def score(predictor, model, *data):
 SHIFT = resque.list_predictors("shift")
 TASK = resque.list_predictors("task")
 #: Shift predictors the band model can stand in for: the untrained control needs a registry model to copy.
-ON_BANDS = [name for name in SHIFT if name != "resque_dist_untrained"]
+#: The design's baselines (constant, intensity rank) read the shift's intensity, not its images.
+DESIGN = [name for name in SHIFT if resque.get_predictor(name).design]
+ON_BANDS = [name for name in SHIFT if name != "resque_dist_untrained" and name not in DESIGN]
 
 
 def test_the_registry_lists_every_predictor_once_with_its_facts():
@@ -72,7 +74,9 @@ def test_the_registry_lists_every_predictor_once_with_its_facts():
         p = resque.get_predictor(name)
         assert p.name == name and p.label and p.reading and p.sign in (-1, 1)
     # what each rival computes from one pass is exactly what the registry lists
-    assert set(shift.METRICS) | {"resque_dist", "resque_dist_paired", "pixel_distance", "resque_dist_untrained"} == set(SHIFT)
+    assert set(shift.METRICS) | {"resque_dist", "resque_dist_paired", "pixel_distance", "resque_dist_untrained",
+                                 "constant", "intensity_rank"} == set(SHIFT)
+    assert DESIGN == ["constant", "intensity_rank"]
     assert set(transfer.SCORES) <= set(TASK)
 
 
@@ -160,3 +164,17 @@ def test_all_rivals_together_still_take_one_pass():
     assert list(got) == list(transfer.SCORES) and model.calls == math.ceil(CLASSES * PER_CLASS / 10)
     with pytest.raises(ResqueError, match="Did you mean 'logme'"):
         transfer.task_scores(model, clean, LAYER, names=("logmee",), progress=False)
+
+
+def test_the_design_baselines_read_the_shift_not_the_images():
+    clean = stripes()
+    rank, constant = resque.get_predictor("intensity_rank"), resque.get_predictor("constant")
+    grid = resque.recommended_grid("gaussian_noise")
+    for position, intensity in enumerate((0.0,) + tuple(grid)):
+        shifted = resque.ShiftedDataset(clean, "gaussian_noise", intensity, seed=0, progress=False)
+        assert rank(None, clean, shifted) == position  # 0 = no shift, then the grid in order
+        assert constant(None, clean, shifted) == 0.0
+    off_grid = resque.ShiftedDataset(clean, "gaussian_noise", 0.5 * grid[0], seed=0, progress=False)
+    assert rank(None, clean, off_grid) == 1 and rank(None, clean, off_grid, grid=[grid[0], 1.0]) == 1
+    with pytest.raises(ResqueError, match="ShiftedDataset"):
+        rank(None, clean, mixed_with_noise(clean, 0.5))

@@ -9,7 +9,7 @@ analysis and the book read these facts from here; adding a predictor is one
 Examples
 --------
 >>> list_predictors("shift")[:3]
-['accuracy_drop', 'cka', 'frechet']
+['accuracy_drop', 'cka', 'constant']
 >>> get_predictor("cka").sign  # higher CKA = smaller shift = less retraining
 -1
 """
@@ -56,6 +56,12 @@ class Predictor:
         before the shift, in the same order.
     reading : str
         One line on how to read the value.
+    design : bool
+        True for the trivial baselines that come from the experiment's design
+        (the shift's intensity) rather than from the data or the model: the
+        constant and the intensity rank. The analysis computes them from the
+        runs table (:func:`resque.study.analysis.questions.add_baselines`);
+        called, they read a :class:`resque.ShiftedDataset`'s shift and intensity.
     """
 
     name: str
@@ -65,6 +71,7 @@ class Predictor:
     function: Callable[..., object]
     paired: bool = False
     reading: str = ""
+    design: bool = False
 
     @property
     def sign(self) -> int:
@@ -154,6 +161,30 @@ def _resque_dist_untrained(model, original, shifted, layer, *, seed: int = 0, **
     return resque_dist(shift.untrained_copy(model, seed), original, shifted, layer, **options)
 
 
+def _constant(model, original, shifted, layer=None, **options) -> float:
+    """The no-information baseline: the same value (0) for every shift."""
+    return 0.0
+
+
+def _intensity_rank(model, original, shifted, layer=None, *, grid=None, **options) -> float:
+    """The shift's intensity as its rank in its family's grid: 0 for no shift, then 1, 2, ...
+
+    `shifted` must be a :class:`resque.ShiftedDataset` (its ``shift`` and
+    ``intensity`` are read); `grid` is the family's intensities (default: its
+    :func:`resque.recommended_grid`).
+    """
+    from ..data.shifts import recommended_grid
+
+    family, intensity = getattr(shifted, "shift", None), getattr(shifted, "intensity", None)
+    if family is None or intensity is None:
+        raise InvalidParameterError(
+            "shifted", type(shifted).__name__,
+            "a resque.ShiftedDataset (the intensity rank reads its shift and intensity, not its images)")
+    levels = sorted({float(v) for v in (recommended_grid(family) if grid is None else grid)}
+                    | {0.0, float(intensity)})
+    return float(levels.index(float(intensity)))
+
+
 def _transfer_score(name: str) -> Callable[..., float]:
     def score(model, data, layer, **options) -> float:
         return transfer.task_scores(model, data, layer, names=(name,), **options)[name]
@@ -177,6 +208,11 @@ for _predictor in (
               reading="higher = the images moved further (RMS on the [0, 1] scale; model-free baseline)"),
     Predictor("resque_dist_untrained", "RESQUE_dist, untrained network", "shift", False, _resque_dist_untrained,
               reading="RESQUE_dist from a freshly initialised network of the same architecture (negative control)"),
+    # trivial baselines from the design, not the data: what any predictor must beat
+    Predictor("constant", "Constant (no information)", "shift", False, _constant, design=True,
+              reading="the same value for every run: a rank correlation is undefined, C = 0.5"),
+    Predictor("intensity_rank", "Intensity rank within the family", "shift", False, _intensity_rank, design=True,
+              reading="0 for the clean control (in every family), then 1, 2, ... by intensity"),
     Predictor("logme", "LogME", "task", True, _transfer_score("logme"), reading=_EASIER),
     Predictor("leep", "LEEP", "task", True, _transfer_score("leep"), reading=_EASIER),
     Predictor("nce", "NCE", "task", True, _transfer_score("nce"), reading=_EASIER),

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from ...errors import InvalidParameterError
-from ...predictors.registry import get_predictor
+from ...predictors.registry import get_predictor, list_predictors
 from .bootstrap import bootstrap_statistics
 from .correlations import check_column
 
@@ -44,12 +44,10 @@ __all__ = ["BASELINES", "add_baselines", "orient", "experiment_of", "within_betw
            "concordance_table", "two_way_weights", "compare_predictors", "holm", "kaplan_meier",
            "curves_by_tercile", "plot_curves_by_tercile"]
 
-#: Baselines derived from the study's design rather than computed from data: column -> (label, reading).
-BASELINES = {
-    "constant": ("Constant (no information)", "the same value for every run: a rank correlation is undefined, C = 0.5"),
-    "intensity_rank": ("Intensity rank within the family",
-                       "0 for the clean control (in every family), then 1, 2, ... by intensity"),
-}
+#: Baselines derived from the study's design rather than computed from data (registry entries with
+#: ``design=True``): column -> (label, reading).
+BASELINES = {p.name: (p.label, p.reading) for p in map(get_predictor, list_predictors("shift"))
+             if p.design}
 
 
 def add_baselines(frame: pd.DataFrame) -> pd.DataFrame:
@@ -257,6 +255,8 @@ def compare_predictors(frame: pd.DataFrame, predictors: Sequence[str], measure: 
         confidence``; ``"undefined ..."`` for a predictor constant over the runs).
     """
     names = [reference] + [p for p in predictors if p != reference]
+    if any(name in BASELINES and name not in frame for name in names):
+        frame = add_baselines(frame)
     for name in names + [measure]:
         check_column(frame, "predictors", name)
     runs = _finished(frame[frame["kind"] == kind], names + [measure])

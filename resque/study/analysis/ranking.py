@@ -56,8 +56,11 @@ def rank_predictors(
         Spearman rho for that group and measure). Predictors absent from the
         runs are left out.
     """
+    from .questions import add_baselines  # the design's baselines (constant, intensity rank) are ranked too
+
     signs = {name: get_predictor(name).sign for name in list_predictors(kind)}
-    runs = frame[frame["kind"] == kind].copy()
+    runs = (add_baselines(frame) if kind == "shift" else frame)
+    runs = runs[runs["kind"] == kind].copy()
     present = [name for name in signs if name in runs and runs[name].notna().sum() >= 3]
     if runs.empty or not present:
         return pd.DataFrame(columns=["group", "measure", "predictor", "label", "n", "spearman_rho", "rank"])

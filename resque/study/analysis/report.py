@@ -16,7 +16,7 @@ import pandas as pd
 from ...cost.measures import MEASURES
 from ...predictors.registry import list_predictors
 from .forecast_eval import forecast_comparison
-from .questions import (BASELINES, add_baselines, compare_predictors, harrell_c, orient, predictor_label,
+from .questions import (add_baselines, compare_predictors, harrell_c, orient, predictor_label,
                         within_between)
 
 __all__ = ["DISTINCT", "REDUNDANT", "study_report", "answer_sentences", "report_markdown", "shift_answers",
@@ -129,7 +129,7 @@ def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, m
             [[_cost_label(r["measure"]), str(r["n"]), _number(r["within"]),
               f"{_number(r['between'])} ({r['n_families']})", _number(r["beyond_intensity"]),
               _number(r["harrell_c"]), _number(r["retest"])] for _, r in answers.iterrows()]))
-    candidates = _present(frame, list_predictors("shift") + list(BASELINES), "shift")
+    candidates = _present(frame, list_predictors("shift"), "shift")
     if "resque_dist" in candidates:
         others = [name for name in candidates if name != "resque_dist"]
         rows = []
@@ -231,7 +231,7 @@ def answer_sentences(frame: pd.DataFrame, *, measure: str = "epochs", n_boot: in
             "nothing that knowing the intensity does not." if not math.isfinite(answer["beyond_intensity"]) else
             f"given the intensity's rank within its family, RESQUE_dist still agrees with the {what} at partial "
             f"ρ = {answer['beyond_intensity']:.2f}.")))
-    candidates = [n for n in _present(frame, list_predictors("shift") + list(BASELINES), "shift") if n != "resque_dist"]
+    candidates = [n for n in _present(frame, list_predictors("shift"), "shift") if n != "resque_dist"]
     table = compare_predictors(frame, candidates, measure, reference="resque_dist", n_boot=n_boot, seed=seed)
     if len(table):
         better = [predictor_label(p) for p, v in zip(table["predictor"], table["verdict"]) if v == "better"]

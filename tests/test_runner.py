@@ -373,3 +373,13 @@ def test_throughput_counts_repeats_and_a_yardstick_trained_to_its_plateau_in_ful
               totals={"train_seconds": 2.0, "eval_seconds": 1.0,
                       "plateau": {"train_seconds": 6.0, "eval_seconds": 2.0}}).save(results.record("scratch-task-t-seed0"))
     assert _training_seconds(results, ["task-t-seed0"]) == pytest.approx(1.5 + 1.0 + 8.0)  # run, its repeat, yardstick
+    # and the whole study's figure in summary.json counts them the same way (not the costs to the target)
+    from resque.study.profiles import Experiment
+    from resque.study.runner import StudySummary, _write_summary
+
+    experiments = [Experiment("task-seed0", "task", {"seed": 0, "tasks": ["t"]})]
+    _write_summary(tmp_path, StudySummary("p", tmp_path, done=["task-seed0"], seconds=21.0,
+                                          outcomes=[Outcome("task-seed0", "task", "done")]), experiments)
+    summary = json.loads(results.summary.read_text())
+    assert summary["throughput"]["train_eval_seconds"] == pytest.approx(10.5)
+    assert summary["invocations"][-1]["throughput"]["train_eval_seconds"] == pytest.approx(10.5)

@@ -721,9 +721,9 @@ def _write_summary(root: Path, summary: StudySummary, experiments: list[Experime
         "machine": provenance(),
     })
     wall = sum(i["seconds"] for i in invocations if i["done"] or i["failed"])
-    every_record = results.read_records().complete()
-    training = sum(float((r.totals or {}).get("train_seconds") or 0.0) + float((r.totals or {}).get("eval_seconds") or 0.0)
-                   for r in every_record)
+    # every run of the study, counted as this invocation's are (its yardstick to its plateau, its repeats)
+    every_run = [r.run_id for r in results.read_records().complete() if r.kind != "scratch"]
+    training = _training_seconds(results, every_run)
     content = {
         "profile": summary.profile,
         "wall_seconds": wall,

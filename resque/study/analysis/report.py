@@ -141,14 +141,17 @@ def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, m
                 rows.append([_cost_label(measure), predictor_label(r["predictor"]), _number(r["rho"]), _number(r["rho_reference"]),
                              f"{_number(r['difference'])} [{_number(r['low'])}, {_number(r['high'])}]",
                              _number(r["p_holm"], 3), r["verdict"]])
+        header = ["cost", "predictor", "ρ", "ρ RESQUE_dist", "difference [95 % CI]", "p (Holm)", "verdict"]
+        title = "### Which predictor is best? Each against RESQUE_dist, paired"
+        if rows and len({row[0] for row in rows}) == 1:  # one cost: in the title, not in every row (narrower)
+            title += f" ({rows[0][0].lower()})"
+            header, rows = header[1:], [row[1:] for row in rows]
         if rows:
-            parts.append("### Which predictor is best? Each against RESQUE_dist, paired\n\n"
+            parts.append(title + "\n\n"
                          "Spearman ρ of each predictor (turned so that higher predicts more retraining) and of "
                          "RESQUE_dist on the same runs; the difference with its 95 % interval over two-way "
                          f"bootstrap resamples of seeds and experiments ({n_boot}); p adjusted by Holm over the "
-                         "comparisons of one cost.\n\n" + _table(
-                             ["cost", "predictor", "ρ", "ρ RESQUE_dist", "difference [95 % CI]", "p (Holm)", "verdict"],
-                             rows))
+                         "comparisons of one cost.\n\n" + _table(header, rows))
     if measures and "resque_dist" in shift_runs and len(shift_runs) >= 5:
         forecast = forecast_comparison(frame, measures[0])
         if len(forecast):

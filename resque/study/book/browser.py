@@ -64,6 +64,19 @@ window.addEventListener('load', function () {
       });
       return found;
     };
+    // a table is too wide when it, its scrolling wrapper, or any of its cells reaches past the column
+    var wideTables = function () {
+      var found = [];
+      main.querySelectorAll('table').forEach(function (t) {
+        var wrapper = t.parentElement, over = t.getBoundingClientRect().right > box.right + 1
+          || (wrapper && wrapper.scrollWidth > wrapper.clientWidth + 1);
+        t.querySelectorAll('th, td').forEach(function (c) {
+          if (c.getBoundingClientRect().right > box.right + 1 || c.scrollWidth > c.clientWidth + 1) over = true;
+        });
+        if (over) found.push(t.textContent.trim().split('\\n')[0].slice(0, 70));
+      });
+      return found;
+    };
     var prose = main.cloneNode(true);
     prose.querySelectorAll('pre, code, script, style, .MathJax, mjx-container').forEach(function (e) { e.remove(); });
     var text = prose.textContent;
@@ -74,7 +87,7 @@ window.addEventListener('load', function () {
       broken_images: images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
                            .map(function (i) { return i.getAttribute('src'); }),
       wide_code: wide('div.highlight pre'),
-      wide_tables: wide('table'),
+      wide_tables: wideTables(),
       math_spans: document.querySelectorAll('span.math, div.math').length,
       typeset: document.querySelectorAll('mjx-container').length,
       raw_math: (text.match(/\\\\\\(|\\\\\\[|\\$\\$/g) || []).length,

@@ -40,7 +40,7 @@ def _energy(record: RunRecord | None) -> str:
     if kwh is None:
         return "–"
     estimated = record.totals.get("energy_estimated_kwh") or 0.0
-    return f"{kwh:.2g}" + (" (est.)" if estimated >= 0.5 * kwh else "")
+    return f"{kwh:.2g}" + ("*" if estimated >= 0.5 * kwh else "")
 
 
 def _epochs(record: RunRecord | None) -> str:
@@ -67,7 +67,8 @@ def _sources_page(runs: list[_Run]) -> str:
         "Each seed's source model is trained from scratch on the clean original data "
         "(S0+S2). Every shift and task experiment of that seed starts from it. "
         "Stop reasons: `reached` (the target validation accuracy), `cutoff-1` / "
-        "`cutoff-2` (came close, then stalled), `cap` (the epoch limit), `diverged`.\n",
+        "`cutoff-2` (came close, then stalled), `cap` (the epoch limit), `diverged`. A star (\\*) marks "
+        "an energy estimated from the processor's TDP.\n",
     ]
     if not runs:
         parts.append(NO_RUNS)
@@ -111,9 +112,8 @@ def _shifts_page(runs: list[_Run]) -> str:
         "RESQUE_dist computed *before* retraining (unpaired, the authors' protocol; *paired*: "
         "the same images clean and shifted), the source model's accuracy drop on the shifted "
         "data (the simplest rival predictor), then what retraining cost: epochs, the rule that "
-        "stopped it, and *from scratch*, the epochs a fresh model needed on the same data to "
-        "the same target (the yardstick). Energy in kWh; *est.* marks a TDP-based estimate, "
-        "not a measurement.\n",
+        "stopped it, and *scratch*, the epochs a fresh model needed on the same data to "
+        "the same target (the yardstick). Each run's energy is on its page and on {doc}`energy`.\n",
     ]
     if not runs:
         parts.append(NO_RUNS)
@@ -130,9 +130,9 @@ def _shifts_page(runs: list[_Run]) -> str:
             rows.append([
                 _notebook_link(run, _number(intensity)), str(seed), _number(estimators.get("resque_dist")),
                 _number(estimators.get("resque_dist_paired")), _number(estimators.get("accuracy_drop")),
-                _epochs(record), _status(run, record), _epochs(scratch), _energy(record),
+                _epochs(record), _status(run, record), _epochs(scratch),
             ])
-        header = ["intensity", "seed", "RESQUE_dist", "paired", "accuracy drop", "epochs", "stop", "from scratch", "kWh"]
+        header = ["intensity", "seed", "RESQUE_dist", "paired", "acc. drop", "epochs", "stop", "scratch"]
         if len({item[1] for item in families[family]}) == 1:  # one seed: say it once, keep the table narrow
             parts.append(f"Seed {families[family][0][1]}.\n")
             header, rows = header[:1] + header[2:], [row[:1] + row[2:] for row in rows]
@@ -176,7 +176,9 @@ def _tasks_page(runs: list[_Run]) -> str:
         "One section per new task; each seed links to the notebook of that seed's tasks. RESQUE_task is "
         "`1 - ARI` of k-means on the source model's embeddings of the new task; the default variant (mean "
         "pooling, k-means started at the true class centroids) is shown with the flattened-embedding "
-        "variant beside it. Retraining replaces the last layer and fine-tunes everything.\n",
+        "variant beside it. Retraining replaces the last layer and fine-tunes everything; *scratch* is the "
+        "epochs a fresh model needed to the same target. Energy in kWh; a star (\\*) marks a TDP-based "
+        "estimate.\n",
     ]
     if not runs:
         parts.append(NO_RUNS)
@@ -197,7 +199,7 @@ def _tasks_page(runs: list[_Run]) -> str:
                 _epochs(scratch), _energy(record),
             ])
         parts.append(_table(["run", "classes", "RESQUE_task", "flattened", "epochs", "stop",
-                             "from scratch", "kWh"], rows) + "\n")
+                             "scratch", "kWh"], rows) + "\n")
     return "\n".join(parts) + "\n"
 
 

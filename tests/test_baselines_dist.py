@@ -263,3 +263,20 @@ def test_model_level_errors():
         bd.baseline_scores(model, clean, clean, "2", metrics=["fid"], progress=False)
     with pytest.raises(DataError, match="scores per image"):
         bd.accuracy_drop(model, clean, TensorDataset(images, labels + 5), progress=False)
+
+
+@pytest.mark.parametrize("coinciding", [0, 600])
+def test_the_median_of_many_pairs_is_selected_exactly_within_a_band(coinciding):
+    # 1,500 points: 1,124,250 pairs, above the size where the median is selected within a sampled band
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(3)
+    pooled = rng.normal(size=(1500, 8))
+    pooled[:coinciding] = pooled[0]  # ties, many of them at 0
+    sq = bd._pooled_sq_distances(pooled)
+    assert sq.shape[0] * (sq.shape[0] - 1) // 2 > bd._BAND_FROM_PAIRS
+    pairs = np.sort(pdist(pooled) ** 2)
+    n = len(pairs)
+    low, high = bd._middle_of_upper(sq)
+    np.testing.assert_allclose([low, high], [pairs[(n - 1) // 2], pairs[n // 2]], rtol=1e-12, atol=1e-12)
+    assert bd.median_heuristic(pooled) == pytest.approx(float(np.median(pdist(pooled))), rel=1e-12)

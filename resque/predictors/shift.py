@@ -362,6 +362,40 @@ def _pooled_sq_distances(pooled: np.ndarray) -> np.ndarray:
     return distances
 
 
+#: Above this many pairs, :func:`_middle_of_upper` selects within a band around the median.
+_BAND_FROM_PAIRS = 1_000_000
+
+
+def _middle_of_upper(sq: np.ndarray) -> tuple[float, float]:
+    """The two middle order statistics of the entries above the diagonal of a square matrix (equal for an odd count).
+
+    Exact. For a large matrix it avoids copying and partitioning every pair: a
+    seeded random sample of pairs brackets the median in a narrow band, one pass
+    counts the pairs below the band and gathers those inside it, and the order
+    statistics are selected from that band; if the band misses them (it never
+    should: the band is about nine sampling errors wide), every pair is
+    partitioned as for a small matrix.
+    """
+    size = sq.shape[0]
+    count = size * (size - 1) // 2
+    middle = ((count - 1) // 2, count // 2)
+    if count <= _BAND_FROM_PAIRS:
+        pairs = sq[np.triu_indices(size, 1)]
+        return tuple(float(v) for v in np.partition(pairs, middle)[list(middle)])
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, size, 400_000), rng.integers(0, size, 400_000)
+    above = rows < cols
+    low, high = np.quantile(sq[rows[above], cols[above]], [0.49, 0.51])
+    upper = np.triu(np.ones((size, size), dtype=bool), 1)
+    below = int(np.count_nonzero((sq < low) & upper))
+    band = sq[(sq >= low) & (sq <= high) & upper]
+    if below <= middle[0] and below + band.size > middle[1]:
+        wanted = [middle[0] - below, middle[1] - below]
+        return tuple(float(v) for v in np.partition(band, wanted)[wanted])
+    pairs = sq[upper]
+    return tuple(float(v) for v in np.partition(pairs, middle)[list(middle)])
+
+
 def _median_of(sq_distances: np.ndarray, pooled: np.ndarray) -> float:
     """The median pairwise distance (numpy's convention) from a :func:`_pooled_sq_distances` matrix.
 
@@ -371,10 +405,7 @@ def _median_of(sq_distances: np.ndarray, pooled: np.ndarray) -> float:
     round-off level means most points coincide: then the exact pairwise
     distances decide (their zeros are exact), as documented above.
     """
-    size = sq_distances.shape[0]
-    pairs = np.concatenate([sq_distances[row, row + 1:] for row in range(size - 1)])
-    middle = (len(pairs) - 1) // 2, len(pairs) // 2
-    low, high = np.partition(pairs, middle)[list(middle)]
+    low, high = _middle_of_upper(sq_distances)
     median = (np.sqrt(low) + np.sqrt(high)) / 2.0
     scale = float(sq_distances.max(initial=0.0))
     if median ** 2 > 1e-9 * scale:

@@ -11,10 +11,16 @@ Then, from the executed notebooks' own timings (papermill records each cell's
 duration), the cells that took longest summed over all notebooks, so the
 overhead can be attributed.
 
+With ``--results DIR`` it runs nothing and reads a study that already ran
+(e.g. the one ``make book`` left in ``results/quick``). Per kind of notebook it
+also prints the papermill duration, the time inside cells, and the rest (the
+kernel's start and papermill's own work).
+
 Usage::
 
     python benchmarks/bench_study.py                 # smoke, about a minute
     python benchmarks/bench_study.py --profile quick # the real study (many minutes)
+    python benchmarks/bench_study.py --results results/quick   # read a finished study
 
 Time is machine time: run it on a quiet machine, and label the figures with it.
 """
@@ -50,25 +56,51 @@ def cell_seconds(notebooks: Path, top: int = 8) -> list[tuple[str, float, int]]:
     return sorted(rows, key=lambda row: row[1], reverse=True)[:top]
 
 
+def notebook_seconds(notebooks: Path) -> dict[str, tuple[int, float, float]]:
+    """Kind of notebook -> (notebooks, papermill seconds, seconds inside cells); the rest is kernel start and papermill."""
+    kinds: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for path in notebooks.glob("*.ipynb"):
+        notebook = json.loads(path.read_text())
+        entry = kinds[path.stem.split("-")[0]]
+        entry[0] += 1
+        entry[1] += float(notebook.get("metadata", {}).get("papermill", {}).get("duration") or 0.0)
+        entry[2] += sum(float(c.get("metadata", {}).get("papermill", {}).get("duration") or 0.0)
+                        for c in notebook.get("cells", []) if c.get("cell_type") == "code")
+    return {kind: (int(n), papermill, cells) for kind, (n, papermill, cells) in kinds.items()}
+
+
+def report(results: Path, label: str) -> None:
+    throughput = json.loads((results / "summary.json").read_text())["throughput"]
+    print(f"\n{label}:")
+    print(f"  wall time of the run            {throughput['wall_seconds']:8.1f} s")
+    print(f"  training + evaluation (records) {throughput['train_eval_seconds']:8.1f} s")
+    print(f"  overhead                        {throughput['overhead_seconds']:8.1f} s")
+    print(f"  wall / (train + eval)           {throughput['ratio']:8.2f}   (target <= 1.5)")
+    print("\nPer kind of notebook: papermill duration, inside cells, kernel start and papermill's own work:")
+    for kind, (n, papermill, cells) in sorted(notebook_seconds(results / "notebooks").items(), key=lambda i: -i[1][1]):
+        print(f"  {kind:<9} {n:3d} notebooks  {papermill:7.1f} s  {cells:7.1f} s  {papermill - cells:6.1f} s")
+    print("\nSlowest cells, summed over the executed notebooks:")
+    for label, seconds, count in cell_seconds(results / "notebooks"):
+        print(f"  {seconds:7.1f} s  in {count:2d} notebook(s)  {label}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--results", default=None, help="read this finished study instead of running one")
     args = parser.parse_args()
+    if args.results:
+        if not (Path(args.results) / "summary.json").exists():
+            raise SystemExit(f"{args.results} has no summary.json: run the study first (resque study run).")
+        report(Path(args.results), f"The study in {args.results}")
+        return
     with tempfile.TemporaryDirectory(prefix="resque-bench-study-") as folder:
         results = Path(folder) / "results"
         start = time.perf_counter()
         run_study(args.profile, results, progress=True)
         elapsed = time.perf_counter() - start
-        throughput = json.loads((results / "summary.json").read_text())["throughput"]
-        print(f"\nProfile {args.profile!r} on {platform.machine()} ({platform.processor() or 'cpu'}), "
-              f"{elapsed:.1f} s in all:")
-        print(f"  wall time of the run            {throughput['wall_seconds']:8.1f} s")
-        print(f"  training + evaluation (records) {throughput['train_eval_seconds']:8.1f} s")
-        print(f"  overhead                        {throughput['overhead_seconds']:8.1f} s")
-        print(f"  wall / (train + eval)           {throughput['ratio']:8.2f}   (target <= 1.5)")
-        print("\nSlowest cells, summed over the executed notebooks:")
-        for label, seconds, count in cell_seconds(results / "notebooks"):
-            print(f"  {seconds:7.1f} s  in {count:2d} notebook(s)  {label}")
+        report(results, f"Profile {args.profile!r} on {platform.machine()} ({platform.processor() or 'cpu'}), "
+                        f"{elapsed:.1f} s in all")
 
 
 if __name__ == "__main__":

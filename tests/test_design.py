@@ -95,3 +95,17 @@ def test_study_spread_prints_the_test_retest_figure(tmp_path, capsys):
     assert main(["study", "spread", "--profile", "smoke", "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert "Test-retest" in out and "spearman" in out and "0.25" in out
+
+
+def test_retest_statistics_rank_only_pairs_where_both_runs_finished():
+    import math
+
+    from resque.study.design import retest_statistics
+
+    first, again = [1.0, 2.0, 3.0, 4.0, 9.0], [1.5, 2.5, 3.5, 4.5, 0.0]
+    finished = [True, True, True, True, False]  # the last pair's repeat was censored: not ranked
+    stats = retest_statistics(first, again, finished)
+    assert stats == {"pairs": 5, "both_finished": 4, "spearman": 1.0, "median_abs_diff": 0.5}
+    assert retest_statistics(first, again, [True] * 5)["spearman"] < 1.0  # counted as observed, it would disagree
+    assert math.isnan(retest_statistics([1.0, 2.0], [1.0, 2.0], [True, True])["spearman"])  # under 3 pairs
+    assert math.isnan(retest_statistics([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], [True] * 3)["spearman"])  # constant

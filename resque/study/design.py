@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-__all__ = ["MIN_IQR", "MAX_CENSORED", "spread", "meets_spread", "repeatability"]
+__all__ = ["MIN_IQR", "MAX_CENSORED", "spread", "meets_spread", "repeatability", "retest_statistics"]
 
 #: The criteria of a publishable profile (book/method.md).
 MIN_IQR, MAX_CENSORED = 1.0, 0.15
@@ -91,6 +91,27 @@ def meets_spread(table, *, min_iqr: float = MIN_IQR, max_censored: float = MAX_C
     return not problems, problems
 
 
+def retest_statistics(first, again, finished) -> dict:
+    """Test-retest of one cost over paired runs: the core that every report of it uses.
+
+    `first` and `again` are the cost of each run and of its repeat; `finished`
+    is True where neither was censored (a censored cost is a lower bound, so it
+    is not ranked as if observed). Returns ``pairs`` (all given), ``both_finished``
+    (finished, with both costs finite), ``spearman`` over those (NaN under 3 or
+    when a side is constant) and ``median_abs_diff`` (same pairs).
+    """
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    first, again = np.asarray(first, dtype=float), np.asarray(again, dtype=float)
+    kept = np.asarray(finished, dtype=bool) & np.isfinite(first) & np.isfinite(again)
+    x, y = first[kept], again[kept]
+    constant = len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0
+    return {"pairs": int(len(first)), "both_finished": int(kept.sum()),
+            "spearman": np.nan if constant else float(spearmanr(x, y)[0]),
+            "median_abs_diff": float(np.median(np.abs(x - y))) if len(x) else np.nan}
+
+
 def repeatability(records: Iterable | str | os.PathLike, measure: str = "epochs"):
     """How well a cost agrees with itself: each run against its first repeat (another retraining seed).
 
@@ -110,9 +131,7 @@ def repeatability(records: Iterable | str | os.PathLike, measure: str = "epochs"
         ranked as if observed; NaN under 3 pairs or when a side is constant),
         ``median_abs_diff`` (same pairs, in the measure's unit).
     """
-    import numpy as np
     import pandas as pd
-    from scipy.stats import spearmanr
 
     from ..cost.records import read_records
 
@@ -127,12 +146,8 @@ def repeatability(records: Iterable | str | os.PathLike, measure: str = "epochs"
     frame = pd.DataFrame(rows, columns=["kind", "first", "again", "finished"])
 
     def describe(group) -> dict:
-        kept = group[group["finished"].astype(bool)].dropna(subset=["first", "again"])
-        first, again = kept["first"].astype(float).to_numpy(), kept["again"].astype(float).to_numpy()
-        constant = len(kept) < 3 or np.ptp(first) == 0 or np.ptp(again) == 0
-        return {"pairs": len(group), "both_finished": len(kept),
-                "spearman": np.nan if constant else float(spearmanr(first, again)[0]),
-                "median_abs_diff": float(np.median(np.abs(first - again))) if len(kept) else np.nan}
+        return retest_statistics(pd.to_numeric(group["first"], errors="coerce"),
+                                 pd.to_numeric(group["again"], errors="coerce"), group["finished"].astype(bool))
 
     table = {kind: describe(group) for kind, group in frame.groupby("kind", sort=True)}
     if table:

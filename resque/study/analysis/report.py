@@ -71,16 +71,15 @@ def shift_answers(frame: pd.DataFrame, measures=DISTINCT) -> pd.DataFrame:
 
 def repeatability_of(frame: pd.DataFrame, measure: str, kind: str) -> float:
     """Spearman rho of a cost with its repeat (``repeat_<measure>``), both finished; NaN without repeats."""
+    from ..design import retest_statistics  # the same core as `resque study spread` (design.repeatability)
+
     column = f"repeat_{measure}"
     if column not in frame:
         return float("nan")
-    runs = frame[(frame["kind"] == kind) & ~frame["censored"].to_numpy(dtype=bool)]
-    runs = runs[~runs["repeat_censored"].astype("boolean").fillna(True).to_numpy(dtype=bool)]  # both finished
-    x, y = runs[measure].to_numpy(dtype=float), runs[column].to_numpy(dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    if keep.sum() < 3 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
-        return float("nan")
-    return float(pd.Series(x[keep]).corr(pd.Series(y[keep]), method="spearman"))
+    runs = frame[frame["kind"] == kind]
+    finished = (~runs["censored"].to_numpy(dtype=bool)
+                & ~runs["repeat_censored"].astype("boolean").fillna(True).to_numpy(dtype=bool))
+    return float(retest_statistics(runs[measure], runs[column], finished)["spearman"])
 
 
 def task_answers(frame: pd.DataFrame, measures=DISTINCT) -> pd.DataFrame:

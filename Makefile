@@ -11,6 +11,7 @@ STAMP  := $(VENV)/.resque-installed
 # Fashion-MNIST, the offline default dataset, comes from Debian's package.
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SUDO_N := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)  # optional installs never wait for a password
 
 env: $(STAMP) data
 
@@ -34,7 +35,7 @@ test: env browser
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "Installing Debian's chromium (for the book's browser check)"; \
-	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; } >/dev/null 2>&1 || \
+	  { $(SUDO_N) apt-get update -qq && $(SUDO_N) apt-get install -y -qq chromium; } >/dev/null 2>&1 || \
 	  echo "chromium could not be installed: the browser checks will be skipped"; }
 
 # The main job: run a profile's experiments (resumable), then build the book.

@@ -230,12 +230,16 @@ def test_each_page_downloads_in_its_other_format(tmp_path):
     assert text.count("```{code-cell} ipython3") == sum(c.cell_type == "code" for c in page.cells)
     assert re.search(r":tags: \[[^\]]*remove-cell", text) and ":tags: [hide-input]" in text  # tags kept
     assert str(tmp_path) not in text  # scrubbed like the page
+    assert "To rerun exactly this experiment" in text and "{download}" not in text  # no link to itself
     tutorial = nbformat.read(generated / "downloads" / "tutorial.ipynb", as_version=4)
     code = [cell.source for cell in tutorial.cells if cell.cell_type == "code"]
     assert code == [block.rstrip("\n") for block in tutorial_blocks(REPO / "book" / "tutorial.md")]
     prose = "\n".join(cell.source for cell in tutorial.cells if cell.cell_type == "markdown")
     assert "**Exercise 1: a dose-response curve**" in prose and "**Solution**" in prose
     assert ":::" not in prose and ":class:" not in prose and "{cite:p}" not in prose and "{doc}" not in prose
+    assert "xiao2017fashion" not in prose and "as a notebook" not in prose  # no citation key, no self-reference
+    solutions = [c for c in tutorial.cells if c.cell_type == "code" and c.metadata.get("jupyter", {}).get("source_hidden")]
+    assert len(solutions) == prose.count("**Solution**") >= 4  # each solution folded, the lesson's code open
 
 
 def test_myst_text_notebook_keeps_cells_in_order():

@@ -175,6 +175,8 @@ def test_the_design_baselines_read_the_shift_not_the_images():
         assert rank(None, clean, shifted) == position  # 0 = no shift, then the grid in order
         assert constant(None, clean, shifted) == 0.0
     off_grid = resque.ShiftedDataset(clean, "gaussian_noise", 0.5 * grid[0], seed=0, progress=False)
-    assert rank(None, clean, off_grid) == 1 and rank(None, clean, off_grid, grid=[grid[0], 1.0]) == 1
+    with pytest.raises(ResqueError, match="grid"):
+        rank(None, clean, off_grid)  # not on the grid it ranks: refused, not given a rank it does not have
+    assert rank(None, clean, off_grid, grid=[0.5 * grid[0], grid[0]]) == 1  # on the study's own grid
     with pytest.raises(ResqueError, match="ShiftedDataset"):
         rank(None, clean, mixed_with_noise(clean, 0.5))

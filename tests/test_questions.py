@@ -106,6 +106,15 @@ def test_a_predictor_that_knows_more_than_the_intensity_shows_beyond_it():
     informed = within_between(frame, "resque_dist", "epochs")
     assert informed["beyond_intensity"] == pytest.approx(1.0)
     assert np.isnan(within_between(frame, "pixel_distance", "epochs")["beyond_intensity"])
+    # the intensity rank always comes from the design: an empty or stale column in the frame is ignored
+    frame["intensity_rank"] = np.nan
+    assert np.isnan(within_between(frame, "pixel_distance", "epochs")["beyond_intensity"])
+    frame["intensity_rank"] = np.random.default_rng(9).normal(size=len(frame))
+    assert np.isnan(within_between(frame, "pixel_distance", "epochs")["beyond_intensity"])
+    assert compare_predictors(frame, ["intensity_rank"], "epochs", reference="pixel_distance",
+                              n_boot=50)["rho"].iloc[0] == pytest.approx(
+        compare_predictors(add_baselines(frame), ["intensity_rank"], "epochs", reference="pixel_distance",
+                           n_boot=50)["rho"].iloc[0])
 
 
 def test_the_two_way_interval_widens_when_seeds_disagree():

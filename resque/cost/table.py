@@ -78,7 +78,10 @@ def _row(record: RunRecord) -> dict:
 
 
 def _columns(estimators: Iterable[str]) -> list[str]:
-    known = list_predictors()
+    from ..predictors.registry import get_predictor
+
+    # the design's baselines (constant, intensity rank) are not in records: the analysis derives them
+    known = [name for name in list_predictors() if not get_predictor(name).design]
     extra = sorted(set(estimators) - set(known))
     return (
         list(ID_COLUMNS) + known + extra + list(COST_COLUMNS)
@@ -106,7 +109,8 @@ def runs_table(records: Iterable[RunRecord]):
         Columns: ``run_id, kind, family`` (the shift name, or ``"task"``),
         ``intensity`` (NaN for tasks), ``task`` (None for shifts), ``seed``;
         every registered predictor (:func:`resque.list_predictors`, NaN where
-        not computed) plus any other stored estimator; every cost of
+        not computed; not the design's baselines, which the analysis derives)
+        plus any other stored estimator; every cost of
         :data:`resque.cost.measures.MEASURES`; ``stop_reason``, ``censored``
         (the target was not reached: the costs are lower bounds),
         ``energy_source`` (``"estimate"`` when any part of the energy is

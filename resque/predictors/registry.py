@@ -171,7 +171,7 @@ def _intensity_rank(model, original, shifted, layer=None, *, grid=None, **option
 
     `shifted` must be a :class:`resque.ShiftedDataset` (its ``shift`` and
     ``intensity`` are read); `grid` is the family's intensities (default: its
-    :func:`resque.recommended_grid`).
+    :func:`resque.recommended_grid`), and the intensity must be one of them (or 0).
     """
     from ..data.shifts import recommended_grid
 
@@ -180,8 +180,11 @@ def _intensity_rank(model, original, shifted, layer=None, *, grid=None, **option
         raise InvalidParameterError(
             "shifted", type(shifted).__name__,
             "a resque.ShiftedDataset (the intensity rank reads its shift and intensity, not its images)")
-    levels = sorted({float(v) for v in (recommended_grid(family) if grid is None else grid)}
-                    | {0.0, float(intensity)})
+    levels = sorted({float(v) for v in (recommended_grid(family) if grid is None else grid)} | {0.0})
+    if float(intensity) not in levels:
+        raise InvalidParameterError(
+            "intensity", intensity, f"one of the family's grid {levels}",
+            "The rank is only defined on the grid it ranks: pass grid= the intensities your study runs.")
     return float(levels.index(float(intensity)))
 
 

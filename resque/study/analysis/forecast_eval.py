@@ -145,10 +145,11 @@ def plot_predicted_vs_measured(loo_frame: pd.DataFrame):
 
 
 #: What each forecaster of :func:`forecast_comparison` regresses the cost on (None: nothing, a constant),
-#: and whether it fits censored runs as the lower bounds they are.
+#: and whether it fits censored runs as the lower bounds they are. "The forecast" is what
+#: ``resque forecast`` fits by default (``censored="model"``).
 FORECASTERS = {
-    "RESQUE_dist (the forecast)": ("resque_dist", False),
-    "RESQUE_dist, censored runs counted": ("resque_dist", True),
+    "RESQUE_dist (the forecast)": ("resque_dist", True),
+    "RESQUE_dist, censored runs left out": ("resque_dist", False),
     "intensity rank": ("intensity_rank", False),
     "constant": (None, False),
 }
@@ -157,17 +158,18 @@ FORECASTERS = {
 def forecast_comparison(frame, measure: str = "epochs", *, level: float = 0.9, kind: str = "shift") -> pd.DataFrame:
     """The forecast against a constant and the intensity baseline, on held-out experiments and held-out families.
 
-    The forecasters: the least-squares line with a t-based prediction interval
-    that :func:`resque.fit_forecast` fits, on RESQUE_dist, on the within-family
-    intensity rank, or on nothing (the mean, with its interval); and a line on
-    RESQUE_dist fitted by maximum likelihood with censored runs as lower bounds
-    (:func:`resque.forecast.censored_line_fit`, a right-censored normal
-    regression), so that runs stopped before their target count. Held out in
-    turn: each experiment (a family at one intensity, all its seeds together)
-    and each family (all its intensities). The held-out runs that reached their
-    target are scored (a censored cost has no error to measure); the others
-    leave censored runs out of the fit, as the forecast does. Intervals are
-    clipped at 0, as the forecast's are.
+    The forecasters: the forecast itself, as :func:`resque.fit_forecast` fits
+    it by default (the least-squares line on RESQUE_dist with its t-based
+    prediction interval, or, when the training runs include censored ones, the
+    line fitted by maximum likelihood with them as lower bounds:
+    :func:`resque.forecast.censored_line_fit`); the same least-squares line with
+    censored runs left out; and least-squares baselines on the within-family
+    intensity rank and on nothing (the mean, with its interval), which leave
+    censored runs out. Held out in turn: each experiment (a family at one
+    intensity, all its seeds together) and each family (all its intensities).
+    The held-out runs that reached their target are scored (a censored cost has
+    no error to measure: this favours fits that leave censored runs out).
+    Intervals are clipped at 0, as the forecast's are.
 
     Returns
     -------
@@ -204,7 +206,7 @@ def forecast_comparison(frame, measure: str = "epochs", *, level: float = 0.9, k
                         fit = mean_fit(y)
                     elif np.ptp(train[column].to_numpy(dtype=float)) == 0:
                         continue
-                    elif counts_censored:
+                    elif counts_censored and train["censored"].to_numpy(dtype=bool).any():
                         fit = censored_line_fit(train[column], y, train["censored"].to_numpy(dtype=bool))
                     else:
                         fit = ols_fit(train[column].to_numpy(dtype=float), y)

@@ -115,7 +115,7 @@ def within_between(frame: pd.DataFrame, predictor: str, measure: str) -> dict:
     """
     for name in (predictor, measure):
         check_column(frame, "predictor" if name == predictor else "measure", name)
-    frame = frame if "intensity_rank" in frame else add_baselines(frame)
+    frame = add_baselines(frame)  # from the design, always (a stale or empty column never counts)
     runs = _finished(frame[frame["kind"] == "shift"], [predictor, measure])
     runs = runs.assign(_x=orient(runs, predictor), _y=runs[measure].to_numpy(dtype=float))
     rhos, sizes, residual_x, residual_y, residual_t = [], [], [], [], []
@@ -255,8 +255,8 @@ def compare_predictors(frame: pd.DataFrame, predictors: Sequence[str], measure: 
         confidence``; ``"undefined ..."`` for a predictor constant over the runs).
     """
     names = [reference] + [p for p in predictors if p != reference]
-    if any(name in BASELINES and name not in frame for name in names):
-        frame = add_baselines(frame)
+    if any(name in BASELINES for name in names):
+        frame = add_baselines(frame)  # from the design, always
     for name in names + [measure]:
         check_column(frame, "predictors", name)
     runs = _finished(frame[frame["kind"] == kind], names + [measure])

@@ -140,26 +140,31 @@ def report_markdown(frame: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, m
                 rows.append([_cost_label(measure), predictor_label(r["predictor"]), _number(r["rho"]), _number(r["rho_reference"]),
                              f"{_number(r['difference'])} [{_number(r['low'])}, {_number(r['high'])}]",
                              _number(r["p_holm"], 3), r["verdict"]])
-        header = ["cost", "predictor", "ρ", "ρ RESQUE_dist", "difference [95 % CI]", "p (Holm)", "verdict"]
+        header = ["predictor", "ρ", "ρ RESQUE_dist", "difference [95 % CI]", "p (Holm)", "verdict"]
+        costs = list(dict.fromkeys(row[0] for row in rows))
         title = "### Which predictor is best? Each against RESQUE_dist, paired"
-        if rows and len({row[0] for row in rows}) == 1:  # one cost: in the title, not in every row (narrower)
-            title += f" ({rows[0][0].lower()})"
-            header, rows = header[1:], [row[1:] for row in rows]
+        if len(costs) == 1:  # one cost: in the title
+            title += f" ({costs[0].lower()})"
+        # one table per cost, the cost named above it rather than in every row (narrow enough for a page)
+        tables = [(f"**{cost}**\n\n" if len(costs) > 1 else "")
+                  + _table(header, [row[1:] for row in rows if row[0] == cost]) for cost in costs]
         if rows:
             parts.append(title + "\n\n"
                          "Spearman ρ of each predictor (turned so that higher predicts more retraining) and of "
-                         "RESQUE_dist on the same runs; the difference with its 95 % interval over two-way "
+                         "RESQUE_dist on the same runs, pooled over every shift run (the within-family figure above "
+                         "averages the families instead); the difference with its 95 % interval over two-way "
                          f"bootstrap resamples of seeds and experiments ({n_boot}); p adjusted by Holm over the "
-                         "comparisons of one cost.\n\n" + _table(header, rows))
+                         "comparisons of one cost.\n\n" + "\n\n".join(tables))
     if measures and "resque_dist" in shift_runs and len(shift_runs) >= 5:
         forecast = forecast_comparison(frame, measures[0])
         if len(forecast):
             parts.append(f"### How good is the forecast? {_cost_label(measures[0])}, 90 % intervals\n\n"
-                         "The same least-squares line with a t-based interval as `resque forecast`, on RESQUE_dist, "
-                         "on the intensity rank, or on nothing (a constant), fitted on the runs that reached their "
-                         "target; and a line on RESQUE_dist fitted with censored runs as the lower bounds they are "
-                         "(a right-censored normal regression). Each experiment (all its seeds), then each family, "
-                         "held out in turn; the held-out runs that reached their target are scored.\n\n"
+                         "The forecast is what `resque forecast` fits: a line of the cost on RESQUE_dist, with "
+                         "censored runs as the lower bounds they are (a right-censored normal regression). Beside "
+                         "it, the least-squares line without the censored runs, and the baselines: a line on the "
+                         "intensity rank, and nothing (a constant). Each experiment (all its seeds), then each family, "
+                         "held out in turn; the held-out runs that reached their target are scored, which favours "
+                         "the fits that leave censored runs out.\n\n"
                          + _table(["held out", "forecaster", "runs", "MAE", "MdAPE", "coverage", "mean width"],
                                   [[r["held_out"], r["forecaster"], str(r["n"]), _number(r["mae"]),
                                     "n/a" if not math.isfinite(r["mdape"]) else f"{100 * r['mdape']:.0f} %",
@@ -245,9 +250,12 @@ def answer_sentences(frame: pd.DataFrame, *, measure: str = "epochs", n_boot: in
             parts.append(f"better than RESQUE_dist: {', '.join(better)}")
         if worse:
             parts.append(f"worse: {', '.join(worse)}")
-        parts.append(f"{'all' if not better and not worse else 'the other'} {rest} not distinguishable from it")
+        parts.append(f"none of the {rest} others is distinguishable from RESQUE_dist" if not better and not worse
+                     else f"the other {rest} are not distinguishable from it")
         if undefined:
-            parts.append(f"{', '.join(undefined)}: no rank correlation (constant)")
+            parts.append(f"{', '.join(undefined)} has no rank correlation (it is the same for every run)"
+                         if len(undefined) == 1 else
+                         f"{', '.join(undefined)} have no rank correlation (each is the same for every run)")
         lines.append(("best", f"**Which predictor is best?** By paired comparison of their rank correlations with "
                               f"the {what} (same resamples, Holm-adjusted): " + "; ".join(parts) + "."))
     retest = repeatability_of(frame, measure, "shift")

@@ -88,6 +88,8 @@ window.addEventListener('load', function () {
                            .map(function (i) { return i.getAttribute('src'); }),
       wide_code: wide('div.highlight pre'),
       wide_tables: wideTables(),
+      raw_tables: Array.prototype.slice.call(main.querySelectorAll('p')).filter(function (p) {
+        return /\|\s*[-—:]{3,}\s*\|/.test(p.textContent); }).map(function (p) { return p.textContent.slice(0, 70); }),
       math_spans: document.querySelectorAll('span.math, div.math').length,
       typeset: document.querySelectorAll('mjx-container').length,
       raw_math: (text.match(/\\\\\\(|\\\\\\[|\\$\\$/g) || []).length,
@@ -119,6 +121,7 @@ class PageCheck:
     broken_images: list[str] = field(default_factory=list)
     wide_code: list[str] = field(default_factory=list)
     wide_tables: list[str] = field(default_factory=list)
+    raw_tables: list[str] = field(default_factory=list)
     math_spans: int = 0
     typeset: int = 0
     raw_math: int = 0
@@ -135,6 +138,7 @@ class PageCheck:
         found += [f"image does not load: {src}" for src in self.broken_images]
         found += [f"code cell wider than the text column: {line!r}" for line in self.wide_code]
         found += [f"table wider than the text column: {line!r}" for line in self.wide_tables]
+        found += [f"Markdown table shown as text, not rendered: {line!r}" for line in self.raw_tables]
         if self.math_spans and not self.typeset:
             found.append(f"{self.math_spans} formulas not typeset (is MathJax bundled? see resque.study.book.mathjax)")
         if self.raw_math:

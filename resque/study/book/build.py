@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -137,13 +138,15 @@ def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book
         target.parent.mkdir(parents=True, exist_ok=True)
         notebook = run.notebook if run.notebook is not None else nbformat.read(run.source, as_version=4)
         text_copy = Path(os.path.relpath(downloads / f"{target.stem}.md", target.parent)).as_posix()
-        lines = [rerun_line(run.run_id, run.papermill.get("parameters", {})),
-                 f"This page as a text notebook: {{download}}`{target.stem}.md <{text_copy}>` (MyST Markdown, "
-                 "without outputs; the download button at the top gives the executed `.ipynb`)."]
-        notebook = for_readers(with_rerun_line(notebook, "\n\n".join(filter(None, lines))),
-                               {**scrub, **_template_root(notebook)})
-        nbformat.write(notebook, target)
-        (downloads / f"{target.stem}.md").write_text(myst_from_notebook(notebook))
+        rerun = rerun_line(run.run_id, run.papermill.get("parameters", {}))
+        download = (f"This page as a text notebook: {{download}}`{target.stem}.md <{text_copy}>` (MyST Markdown, "
+                    "without outputs; the download button at the top gives the executed `.ipynb`).")
+        replacements = {**scrub, **_template_root(notebook)}
+        # the text copy has the rerun line but not the link to itself
+        text = for_readers(with_rerun_line(copy.deepcopy(notebook), rerun), replacements)
+        (downloads / f"{target.stem}.md").write_text(myst_from_notebook(text))
+        page = for_readers(with_rerun_line(notebook, "\n\n".join(filter(None, [rerun, download]))), replacements)
+        nbformat.write(page, target)
         copied[run.run_id] = run.link
     if (book_dir / "tutorial.md").exists():  # for a class: the tutorial as a notebook to open in Jupyter
         nbformat.write(notebook_from_markdown((book_dir / "tutorial.md").read_text()), downloads / "tutorial.ipynb")

@@ -27,6 +27,7 @@ from pathlib import Path
 __all__ = ["myst_from_notebook", "notebook_from_markdown", "run_tutorial", "tutorial_blocks"]
 
 _FENCE = re.compile(r"^```python\n(.*?)^```\n", flags=re.S | re.M)
+_CITE = re.compile(r"\s*\{cite(?::[a-z]+)?\}`[^`]*`")
 _ROLE = re.compile(r"\{[a-z:-]+\}`([^`<]*?)\s*(?:<[^`>]*>)?`")
 _DIRECTIVE = re.compile(r"^:{3,}\{[\w-]+\}\s*(.*)$")
 
@@ -51,7 +52,10 @@ def myst_from_notebook(notebook) -> str:
 
 
 def _plain_markdown(text: str) -> str:
-    """MyST Markdown read by Jupyter: directives become bold titles, roles their text, options go."""
+    """MyST Markdown read by Jupyter: directives become bold titles, roles their text, options, citations and
+    paragraphs about downloading this very page go."""
+    text = "\n\n".join(p for p in text.split("\n\n") if "{download}" not in p)
+    text = _CITE.sub("", text)
     out = []
     for line in text.split("\n"):
         directive = _DIRECTIVE.match(line)
@@ -76,7 +80,10 @@ def notebook_from_markdown(text: str):
         prose = _plain_markdown(text[position:block.start()])
         if prose:
             notebook.cells.append(nbformat.v4.new_markdown_cell(prose))
-        notebook.cells.append(nbformat.v4.new_code_cell(block.group(1).rstrip("\n")))
+        cell = nbformat.v4.new_code_cell(block.group(1).rstrip("\n"))
+        if prose.endswith("**Solution**"):  # a solution stays folded until the student opens it
+            cell.metadata["jupyter"] = {"source_hidden": True}
+        notebook.cells.append(cell)
         position = block.end()
     rest = _plain_markdown(text[position:])
     if rest:

@@ -69,6 +69,19 @@ def notebook_seconds(notebooks: Path) -> dict[str, tuple[int, float, float]]:
     return {kind: (int(n), papermill, cells) for kind, (n, papermill, cells) in kinds.items()}
 
 
+def training_by_kind(results: Path) -> dict[str, float]:
+    """Kind of run -> its records' training and evaluating seconds, counted as the runner counts them."""
+    from resque.study.results import ResultsDir
+    from resque.study.runner import _training_seconds
+
+    folder = ResultsDir(results)
+    kinds: dict[str, list[str]] = defaultdict(list)
+    for record in folder.read_records().complete():
+        if record.kind != "scratch":  # a yardstick is counted with the run it is the yardstick of
+            kinds[record.kind].append(record.run_id)
+    return {kind: _training_seconds(folder, ids) for kind, ids in kinds.items()}
+
+
 def report(results: Path, label: str) -> None:
     throughput = json.loads((results / "summary.json").read_text())["throughput"]
     print(f"\n{label}:")
@@ -76,9 +89,14 @@ def report(results: Path, label: str) -> None:
     print(f"  training + evaluation (records) {throughput['train_eval_seconds']:8.1f} s")
     print(f"  overhead                        {throughput['overhead_seconds']:8.1f} s")
     print(f"  wall / (train + eval)           {throughput['ratio']:8.2f}   (target <= 1.5)")
-    print("\nPer kind of notebook: papermill duration, inside cells, kernel start and papermill's own work:")
+    training = training_by_kind(results)
+    print("\nPer kind of notebook: papermill duration; inside its cells; of that, training and evaluating (its "
+          "records, yardsticks and repeats included) and the rest; outside the cells (kernel start, papermill):")
+    print(f"  {'':<9} {'':13} {'papermill':>9} {'in cells':>9} {'training':>9} {'rest':>7} {'outside':>8}")
     for kind, (n, papermill, cells) in sorted(notebook_seconds(results / "notebooks").items(), key=lambda i: -i[1][1]):
-        print(f"  {kind:<9} {n:3d} notebooks  {papermill:7.1f} s  {cells:7.1f} s  {papermill - cells:6.1f} s")
+        trained = training.get(kind, 0.0)
+        print(f"  {kind:<9} {n:3d} notebooks  {papermill:7.1f} s {cells:7.1f} s {trained:7.1f} s "
+              f"{cells - trained:5.1f} s {papermill - cells:6.1f} s")
     print("\nSlowest cells, summed over the executed notebooks:")
     for label, seconds, count in cell_seconds(results / "notebooks"):
         print(f"  {seconds:7.1f} s  in {count:2d} notebook(s)  {label}")

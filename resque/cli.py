@@ -192,7 +192,7 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_study_spread(args: argparse.Namespace) -> int:
-    from .study.design import meets_spread, spread, repeatability
+    from .study.design import meets_spread, repeatability, spread, yardstick_stops
     from .study.runner import plan_study
 
     name, root, _ = plan_study(args.profile, args.results)
@@ -204,6 +204,10 @@ def _cmd_study_spread(args: argparse.Namespace) -> int:
     print(table.round(2).to_string())
     ok, problems = meets_spread(table)
     print("design criteria met" if ok else "design criteria NOT met: " + "; ".join(problems))
+    for kind, stops in yardstick_stops(root).items():
+        print(f"From-scratch yardsticks of the {kind} runs: {sum(stops.values())}, stopped by "
+              + ", ".join(f"{reason} {count}" for reason, count in stops.items())
+              + " (a yardstick that did not reach the target makes its saving a lower bound).")
     retest = repeatability(root, args.measure)
     if len(retest):
         print(f"\nTest-retest: each repeated run's {args.measure} against its repeat with another retraining seed "
@@ -336,11 +340,12 @@ def _forecast_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", default=None, help="embedding layer (default: the model's default layer)")
     parser.add_argument("--level", type=float, default=0.9, help="prediction interval level (default: 0.9)")
     parser.add_argument("--min-runs", type=int, default=5, help="fewest calibration runs accepted (default: 5)")
-    parser.add_argument("--censored", choices=("model", "drop", "observed"), default="model",
-                        help="calibration runs that did not reach their target: lower bounds in a censoring-aware "
-                             "line (model, the default), left out (drop), or taken as observed (observed)")
-    parser.add_argument("--include-censored", action="store_true",
-                        help="the same as --censored observed (kept for older scripts)")
+    censored = parser.add_mutually_exclusive_group()
+    censored.add_argument("--censored", choices=("model", "drop", "observed"), default="model",
+                          help="calibration runs that did not reach their target: lower bounds in a "
+                               "censoring-aware line (model, the default), left out (drop), or taken as observed")
+    censored.add_argument("--include-censored", action="store_true",
+                          help="the same as --censored observed (kept for older scripts)")
     parser.add_argument("--device", default=None, help="torch device (default: where the model is, the CPU)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size of the forward pass")
 
@@ -411,7 +416,7 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     print(prediction)
     for warning in caught:
         if issubclass(warning.category, ForecastWarning):
-            print(f"Warning: {warning.message}")
+            print(f"Warning: {warning.message}", file=sys.stderr)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     return EXIT_OK

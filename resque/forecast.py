@@ -544,7 +544,7 @@ def fit_forecast(
         Fewest usable runs per measure (at least 3: a line and a spread).
     exclude_censored : bool, optional
         The older switch, kept for existing calls: True is ``censored="drop"``,
-        False ``censored="observed"``.
+        False ``censored="observed"``; refused next to a different `censored`.
     level : float, default 0.9
         Default level of the prediction intervals.
     censored : {"model", "drop", "observed"}, default "model"
@@ -583,7 +583,11 @@ def fit_forecast(
         raise InvalidParameterError("min_runs", min_runs, "an int >= 3 (a line and its spread need 3 points)")
     level = _check_level(level)
     if exclude_censored is not None:
-        censored = "drop" if exclude_censored else "observed"
+        implied = "drop" if exclude_censored else "observed"
+        if censored not in ("model", implied):
+            raise InvalidParameterError("exclude_censored", exclude_censored,
+                                        f"None when censored={censored!r} is given (it would mean {implied!r})")
+        censored = implied
     check_choice("censored", censored, CENSORED)
     exclude_censored = censored == "drop"
     frame = _as_frame(records_or_frame)
@@ -726,14 +730,7 @@ def forecast(
     measures, level, min_runs, exclude_censored, censored
         As in :func:`fit_forecast`.
     calibration_dir : path, optional
-        The results folder a fitted `calibration` came from, for the check below.
-
-    Warns
-    -----
-    ForecastWarning
-        When the calibration's results folder (`calibration`, or
-        `calibration_dir`) holds source models and `model` is none of them:
-        the forecast was calibrated on another model.
+        The results folder a fitted `calibration` came from, for the check under Warns.
     device, batch_size, progress
         As in :func:`resque.resque_dist`.
 
@@ -741,6 +738,13 @@ def forecast(
     -------
     Prediction
         Its ``index_value`` is RESQUE_dist.
+
+    Warns
+    -----
+    ForecastWarning
+        When the calibration's results folder (`calibration`, or
+        `calibration_dir`) holds source models and `model` is none of them:
+        the forecast was calibrated on another model.
 
     Raises
     ------

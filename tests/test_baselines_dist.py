@@ -280,3 +280,14 @@ def test_the_median_of_many_pairs_is_selected_exactly_within_a_band(coinciding):
     low, high = bd._middle_of_upper(sq)
     np.testing.assert_allclose([low, high], [pairs[(n - 1) // 2], pairs[n // 2]], rtol=1e-12, atol=1e-12)
     assert bd.median_heuristic(pooled) == pytest.approx(float(np.median(pdist(pooled))), rel=1e-12)
+
+
+def test_a_band_that_misses_the_median_falls_back_to_every_pair(monkeypatch):
+    from scipy.spatial.distance import pdist
+
+    pooled = np.random.default_rng(4).normal(size=(1500, 4))
+    sq = bd._pooled_sq_distances(pooled)
+    pairs = np.sort(pdist(pooled) ** 2)
+    monkeypatch.setattr(bd.np, "quantile", lambda values, q: (1e9, 2e9))  # a band above every pair
+    low, high = bd._middle_of_upper(sq)
+    np.testing.assert_allclose([low, high], [pairs[(len(pairs) - 1) // 2], pairs[len(pairs) // 2]], rtol=1e-12)

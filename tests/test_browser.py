@@ -34,6 +34,16 @@ FAULTS = {
     "machine_path": "<p>Results in /tmp/build-42/results/quick.</p>",
     "raw_math": "<p>A formula \\(a + b\\) left as typed.</p><span class='math'>\\(a + b\\)</span>",
     "wide_table": "<table><tr>" + "".join(f"<td>column number {k}</td>" for k in range(40)) + "</tr></table>",
+    # a table that fits only because its wrapper scrolls: still too wide for a reader
+    "scrolled_table": "<div style='overflow-x: auto'><table><tr>"
+                      + "".join(f"<td>column number {k}</td>" for k in range(40)) + "</tr></table></div>",
+    # code behind a "show code" toggle is measured with the toggle open
+    "hidden_wide_code": "<details><summary>Show code</summary><div class='highlight'><pre>"
+                        + "w = 1  # " + "z" * 200 + "</pre></div></details>",
+    # an output prints what it prints (a traceback's rule): not a code cell
+    "wide_output": "<p>Words.</p><div class='cell_output'><div class='highlight'><pre>" + "-" * 200
+                   + "</pre></div></div>",
+    "raw_markdown_table": "<p>| cost | runs |\n|---|---|\n| Epochs | 84 |</p>",
 }
 
 
@@ -67,6 +77,20 @@ def test_problems_are_said_in_words():
     assert PageCheck("book/y.html", words=5).problems == []
 
 
+def test_a_site_without_the_books_navigation_is_refused(tmp_path):
+    (tmp_path / "index.html").write_text("<html><body><p>not a book</p></body></html>")
+    with pytest.raises(BookError, match="no table-of-contents navigation"):
+        toc_pages(tmp_path)
+
+
+def test_machine_paths_are_found_in_a_notebooks_json_text():
+    from resque.study.book.browser import _machine_paths_in
+
+    notebook_text = '{"text": ["results in\\n/tmp/build-7/results", "\\u001b[0;32m/home/ann/x.py"]}'
+    assert _machine_paths_in(notebook_text, []) == ["/home/ann/x.py", "/tmp/build-7/results"]
+    assert _machine_paths_in("see results/quick and ~/data", []) == []
+
+
 def test_a_missing_browser_is_explained(tmp_path, capsys):
     html = site(tmp_path / "html", {"good": FAULTS["good"]})
     with pytest.raises(BookError, match="apt-get install -y chromium"):
@@ -87,6 +111,10 @@ def test_the_browser_finds_each_fault_and_passes_a_clean_page(tmp_path, capsys):
     assert any("raw math" in p for p in pages["raw_math"].problems)
     assert any("not typeset" in p for p in pages["raw_math"].problems)
     assert any("table wider" in p for p in pages["wide_table"].problems)
+    assert any("table wider" in p for p in pages["scrolled_table"].problems)
+    assert any("code cell wider" in p for p in pages["hidden_wide_code"].problems)
+    assert pages["wide_output"].problems == []
+    assert any("Markdown table shown as text" in p for p in pages["raw_markdown_table"].problems)
     assert pages["absent"].error == "listed in the table of contents but not built"
     assert not report.ok and len(report.problems) == sum(len(p.problems) for p in report.pages)
     assert [shot.name for shot in report.screenshots] == ["front.png"]  # no results page in this site

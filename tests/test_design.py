@@ -109,3 +109,16 @@ def test_retest_statistics_rank_only_pairs_where_both_runs_finished():
     assert retest_statistics(first, again, [True] * 5)["spearman"] < 1.0  # counted as observed, it would disagree
     assert math.isnan(retest_statistics([1.0, 2.0], [1.0, 2.0], [True, True])["spearman"])  # under 3 pairs
     assert math.isnan(retest_statistics([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], [True] * 3)["spearman"])  # constant
+
+
+def test_yardstick_stops_count_how_each_kinds_yardsticks_stopped():
+    from resque.cost.records import RunRecord
+    from resque.study.design import yardstick_stops
+
+    records = [RunRecord("scratch-shift-frost-0.3-seed0", "scratch", stop_reason="cap", complete=True),
+               RunRecord("scratch-shift-frost-0.5-seed0", "scratch", stop_reason="cap", complete=True),
+               RunRecord("scratch-shift-frost-0.7-seed0", "scratch", stop_reason="reached", complete=True),
+               RunRecord("scratch-task-digits-seed0", "scratch", stop_reason="cutoff-2", complete=True),
+               RunRecord("scratch-task-tops-seed0", "scratch", stop_reason="cap", complete=False),  # unfinished
+               RunRecord("shift-frost-0.3-seed0", "shift", stop_reason="reached", complete=True)]  # not a yardstick
+    assert yardstick_stops(records) == {"shift": {"cap": 2, "reached": 1}, "task": {"cutoff-2": 1}}

@@ -165,6 +165,8 @@ def test_censored_runs_count_as_lower_bounds_by_default():
     truth = INTERCEPT + SLOPE * 0.2
     assert abs(model.predict(0.2)["epochs"].point - truth) < abs(as_observed.predict(0.2)["epochs"].point - truth)
     assert fit_forecast(frame, exclude_censored=True).n_runs["epochs"] == 30  # the older switch still works
+    with pytest.raises(InvalidParameterError, match="exclude_censored"):
+        fit_forecast(frame, exclude_censored=True, censored="observed")  # two switches that disagree
     with pytest.raises(InvalidParameterError, match="censored"):
         fit_forecast(frame, censored="ignore")
 

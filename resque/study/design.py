@@ -28,7 +28,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-__all__ = ["MIN_IQR", "MAX_CENSORED", "spread", "meets_spread", "repeatability", "retest_statistics"]
+__all__ = ["MIN_IQR", "MAX_CENSORED", "spread", "meets_spread", "repeatability", "retest_statistics",
+           "yardstick_stops"]
 
 #: The criteria of a publishable profile (book/method.md).
 MIN_IQR, MAX_CENSORED = 1.0, 0.15
@@ -89,6 +90,27 @@ def meets_spread(table, *, min_iqr: float = MIN_IQR, max_censored: float = MAX_C
     if not overall["censored_share"] <= max_censored:
         problems.append(f"{overall['censored_share']:.0%} of runs censored > {max_censored:.0%}")
     return not problems, problems
+
+
+def yardstick_stops(records: Iterable | str | os.PathLike) -> dict[str, dict[str, int]]:
+    """How the from-scratch yardsticks stopped: ``{"shift": {"cap": 14, "reached": 5, ...}, "task": {...}}``.
+
+    A yardstick that did not reach its target (``cap``, a cutoff rule) makes
+    the saving computed from it a lower bound; this counts them, per kind of run
+    they are the yardstick of, most frequent first.
+    """
+    from collections import Counter
+
+    from ..cost.records import read_records
+
+    if isinstance(records, (str, os.PathLike)):
+        records = read_records(records).records
+    counts: dict[str, Counter] = {}
+    for r in records:
+        if r.kind == "scratch" and r.complete:
+            of = r.run_id.split("-")[1] if r.run_id.count("-") else "?"
+            counts.setdefault(of, Counter())[r.stop_reason or "unknown"] += 1
+    return {kind: dict(counter.most_common()) for kind, counter in sorted(counts.items())}
 
 
 def retest_statistics(first, again, finished) -> dict:

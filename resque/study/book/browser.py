@@ -89,7 +89,7 @@ window.addEventListener('load', function () {
       wide_code: wide('div.highlight pre'),
       wide_tables: wideTables(),
       raw_tables: Array.prototype.slice.call(main.querySelectorAll('p')).filter(function (p) {
-        return /\|\s*[-—:]{3,}\s*\|/.test(p.textContent); }).map(function (p) { return p.textContent.slice(0, 70); }),
+        return /\\|\\s*[-—:]{3,}\\s*\\|/.test(p.textContent); }).map(function (p) { return p.textContent.slice(0, 70); }),
       math_spans: document.querySelectorAll('span.math, div.math').length,
       typeset: document.querySelectorAll('mjx-container').length,
       raw_math: (text.match(/\\\\\\(|\\\\\\[|\\$\\$/g) || []).length,
@@ -174,7 +174,7 @@ class BookCheck:
         typeset = sum(page.typeset for page in self.pages)
         images = sum(page.images for page in self.pages)
         lines = [f"{len(self.pages)} pages opened in the browser: {typeset} formulas typeset, {images} images, "
-                 f"{self.notebooks_read} shipped notebooks read; "
+                 f"{self.notebooks_read} shipped notebooks and text copies read; "
                  + ("no problem found." if self.ok else f"{len(self.problems)} problems:")]
         lines += [f"  {problem}" for problem in self.problems]
         lines += [f"  screenshot: {path}" for path in self.screenshots]
@@ -206,8 +206,11 @@ def toc_pages(html_dir: str | os.PathLike) -> list[str]:
         root = (html_dir / redirect.group(1)).resolve()
     text = root.read_text()
     nav = re.search(r'<nav class="[^"]*bd-docs-nav.*?</nav>', text, flags=re.S)
+    if nav is None:
+        raise BookError(f"{root} has no table-of-contents navigation (<nav class=\"bd-docs-nav\">): this is not a "
+                        "book built by resque book build (Jupyter Book 1, sphinx-book-theme), so its pages are unknown.")
     pages = [root.relative_to(html_dir.resolve()).as_posix()]
-    for href in re.findall(r'<a class="reference internal" href="([^"#]+)', nav.group(0) if nav else ""):
+    for href in re.findall(r'<a class="reference internal" href="([^"#]+)', nav.group(0)):
         page = (root.parent / href).resolve().relative_to(html_dir.resolve()).as_posix()
         if page not in pages:
             pages.append(page)
@@ -219,6 +222,7 @@ _ANSI = re.compile(r"(?:\x1b|\\u001b)\[[0-9;]*[A-Za-z]")  # colour codes, raw or
 
 def _machine_paths_in(text: str, forbidden: list[str]) -> list[str]:
     text = _ANSI.sub(" ", text)
+    text = re.sub(r'\\[nrt"]', " ", text)  # JSON's escapes (a notebook's text): a path may follow a "\n"
     found = sorted({match.group(0).rstrip(".") for match in _MACHINE_PATH.finditer(text)})
     return found + [path for path in forbidden if path in text]
 
@@ -233,6 +237,9 @@ def _open(browser: str, url: str, *, dump: bool, screenshot: Path | None = None,
     with tempfile.TemporaryDirectory(prefix="resque-chromium-") as profile:
         done = subprocess.run(command + [f"--user-data-dir={profile}", url], capture_output=True, text=True,
                               timeout=timeout)
+    if done.returncode != 0 and not done.stdout:
+        raise BookError(f"{browser} failed on {url} (exit {done.returncode}): "
+                        + (done.stderr.strip().splitlines() or ["no message"])[-1])
     return done.stdout
 
 
@@ -247,6 +254,9 @@ def _check_page(browser: str, copy: Path, page: str, forbidden: list[str]) -> Pa
         dom = _open(browser, path.as_uri(), dump=True)
     except subprocess.TimeoutExpired:
         check.error = "the browser did not finish loading the page in 90 s"
+        return check
+    except BookError as error:
+        check.error = str(error)
         return check
     found = re.search(rf'<script type="application/json" id="{_MARKER}">(.*?)</script>', dom, flags=re.S)
     if not found:
@@ -297,7 +307,10 @@ def check_book(html_dir: str | os.PathLike, *, browser: str | os.PathLike | None
     project = html_dir.parent.parent if html_dir.parent.name == "_build" else html_dir.parent
     forbidden = list(forbidden) if forbidden is not None else [str(project) + os.sep, str(Path.home()) + os.sep]
     forbidden = [path for path in forbidden if len(Path(path).parts) > 1]
-    notebooks, shipped = {}, sorted((html_dir / "_sources").rglob("*.ipynb"))
+    # every notebook and text copy the book ships for download
+    shipped = sorted([*(html_dir / "_sources").rglob("*.ipynb"), *(html_dir / "_downloads").rglob("*.ipynb"),
+                      *(html_dir / "_downloads").rglob("*.md")])
+    notebooks = {}
     for notebook in shipped:
         paths = _machine_paths_in(notebook.read_text(errors="replace"), forbidden)
         if paths:
@@ -316,7 +329,10 @@ def check_book(html_dir: str | os.PathLike, *, browser: str | os.PathLike | None
     target.mkdir(parents=True, exist_ok=True)
     for name, page in SCREENSHOTS.items():
         if (html_dir / page).exists():
-            _open(executable, (html_dir / page).as_uri(), dump=False, screenshot=(target / name).resolve())
+            try:
+                _open(executable, (html_dir / page).as_uri(), dump=False, screenshot=(target / name).resolve())
+            except (subprocess.TimeoutExpired, BookError):
+                continue  # a missing screenshot is not a page problem: the page's own check says what failed
             if (target / name).exists():
                 shots.append(target / name)
     return BookCheck(html_dir, checks, shots, notebooks, len(shipped))

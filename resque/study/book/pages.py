@@ -44,7 +44,10 @@ def _energy(record: RunRecord | None) -> str:
 
 
 def _epochs(record: RunRecord | None) -> str:
-    return "–" if record is None else _number(record.totals.get("epochs"))
+    """The epochs to target; ``≥ 10`` when the run stopped before it (a lower bound); ``–`` without a run."""
+    if record is None:
+        return "–"
+    return ("≥ " if record.censored else "") + _number(record.totals.get("epochs"))
 
 
 def _notebook_link(run: _Run, text: str) -> str:
@@ -113,7 +116,9 @@ def _shifts_page(runs: list[_Run]) -> str:
         "the same images clean and shifted), the source model's accuracy drop on the shifted "
         "data (the simplest rival predictor), then what retraining cost: epochs, the rule that "
         "stopped it, and *scratch*, the epochs a fresh model needed on the same data to "
-        "the same target (the yardstick). Each run's energy is on its page and on {doc}`energy`.\n",
+        "the same target (the yardstick; `≥` marks one that stopped before reaching it, a lower bound; `–` "
+        "where the profile trains no yardstick for that seed, `shift_scratch_seeds`). Each run's energy is on "
+        "its page and on {doc}`energy`.\n",
     ]
     if not runs:
         parts.append(NO_RUNS)
@@ -291,8 +296,9 @@ def _teaching_snippet(study: _Study) -> str:
         text = (f"The study behind this book (profile `{_cell(profile)}`, {pages} notebooks) took "
                 f"**{_seconds(wall)}** of wall time")
         if machine:
-            text += (f" on {machine.get('cpu_count', '?')} CPU cores "
-                     f"({_cell(str(machine.get('processor') or machine.get('machine') or 'unknown CPU'))}, "
+            processor = machine.get("processor") or (f"an {machine['machine']} machine" if machine.get("machine")
+                                                     else "an unknown processor")
+            text += (f" on {machine.get('cpu_count', '?')} CPU cores ({_cell(str(processor))}, "
                      f"{_cell(str(machine.get('cuda_device') or 'no GPU'))})")
         text += "; the {doc}`reproduce` page breaks it down."
     return text + "\n"

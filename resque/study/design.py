@@ -102,13 +102,14 @@ def yardstick_stops(records: Iterable | str | os.PathLike) -> dict[str, dict[str
     from collections import Counter
 
     from ..cost.records import read_records
+    from .results import parse_run_id
 
     if isinstance(records, (str, os.PathLike)):
         records = read_records(records).records
     counts: dict[str, Counter] = {}
     for r in records:
         if r.kind == "scratch" and r.complete:
-            of = r.run_id.split("-")[1] if r.run_id.count("-") else "?"
+            of = parse_run_id(r.run_id).of.kind  # the kind of run it is the yardstick of
             counts.setdefault(of, Counter())[r.stop_reason or "unknown"] += 1
     return {kind: dict(counter.most_common()) for kind, counter in sorted(counts.items())}
 

@@ -64,10 +64,8 @@ def add_baselines(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def orient(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """Column `name` turned so that higher always means more retraining predicted (registry sign; baselines as they are)."""
+    """Column `name` turned so that higher always means more retraining predicted (its registry sign; as it is if unregistered)."""
     values = frame[name].to_numpy(dtype=float)
-    if name in BASELINES:
-        return values
     try:
         return get_predictor(name).sign * values
     except Exception:  # a stored estimator that is not a registered predictor: taken as it is
@@ -369,9 +367,8 @@ def plot_curves_by_tercile(frame: pd.DataFrame, predictor: str = "resque_dist", 
 
 
 def predictor_label(name: str) -> str:
-    """How tables name a predictor: a baseline's label, a registered predictor's, else the column name."""
-    if name in BASELINES:
-        return BASELINES[name][0]
+    """How tables name a predictor: a registered predictor's label (the design's baselines are registered too),
+    else the column name."""
     try:
         return get_predictor(name).label
     except Exception:

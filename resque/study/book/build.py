@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -141,11 +140,13 @@ def assemble(results_dir: str | os.PathLike, book_dir: str | os.PathLike = "book
         rerun = rerun_line(run.run_id, run.papermill.get("parameters", {}))
         download = (f"This page as a text notebook: {{download}}`{target.stem}.md <{text_copy}>` (MyST Markdown, "
                     "without outputs; the download button at the top gives the executed `.ipynb`).")
-        replacements = {**scrub, **_template_root(notebook)}
-        # the text copy has the rerun line but not the link to itself
-        text = for_readers(with_rerun_line(copy.deepcopy(notebook), rerun), replacements)
-        (downloads / f"{target.stem}.md").write_text(myst_from_notebook(text))
-        page = for_readers(with_rerun_line(notebook, "\n\n".join(filter(None, [rerun, download]))), replacements)
+        page = for_readers(with_rerun_line(notebook, rerun), {**scrub, **_template_root(notebook)})
+        (downloads / f"{target.stem}.md").write_text(myst_from_notebook(page))  # without a link to itself
+        line = next((cell for cell in page.cells if rerun and cell.source == rerun), None)
+        if line is not None:  # the link goes under the rerun line, in the same cell
+            line.source += "\n\n" + download
+        else:
+            page = with_rerun_line(page, download)
         nbformat.write(page, target)
         copied[run.run_id] = run.link
     if (book_dir / "tutorial.md").exists():  # for a class: the tutorial as a notebook to open in Jupyter

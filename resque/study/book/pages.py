@@ -275,19 +275,19 @@ def _machine_of(study: _Study) -> dict:
                  if record is not None and record.provenance), {})
 
 
-def _study_wall_seconds(study: _Study) -> float | None:
-    """The wall time of the whole study from the runner's ``summary.json``, or None."""
+def _runner_summary(study: _Study) -> dict:
+    """The runner's ``summary.json`` of the study (its wall time and throughput), or {} when unreadable."""
     try:
-        wall = json.loads((study.root / "summary.json").read_text()).get("wall_seconds")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(wall) if wall is not None else None
+        content = json.loads((study.root / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
 
 
 def _teaching_snippet(study: _Study) -> str:
     """The teachers' page: what the study behind this book cost to run, and on what machine, measured."""
     profile, machine = _profile_of(study), _machine_of(study)
-    wall = _study_wall_seconds(study)
+    wall = _runner_summary(study).get("wall_seconds")
     pages = sum(len(runs) for runs in study.runs.values()) + len(study.single)
     if wall is None:
         text = (f"The study behind this book (profile `{_cell(profile)}`, {pages} notebooks) left no "
@@ -327,13 +327,9 @@ def _timings_snippet(study: _Study) -> str:
         _table(["what", "notebooks", "execution time"], rows),
         "",
     ]
-    summary = study.root / "summary.json"
-    if summary.exists():
-        try:
-            content = json.loads(summary.read_text())
-            wall, throughput = content.get("wall_seconds"), content.get("throughput") or {}
-        except (OSError, ValueError, AttributeError):
-            wall, throughput = None, {}
+    content = _runner_summary(study)
+    if content:
+        wall, throughput = content.get("wall_seconds"), content.get("throughput") or {}
         if wall is not None:
             lines.append(f"The runner's own summary (`summary.json`) gives **{_seconds(wall)}** of wall time "
                          "for the whole study, kernel start-ups and waiting included.\n")

@@ -107,6 +107,10 @@ def _add_study(commands: argparse._SubParsersAction) -> None:
                      help="folder of the notebook templates "
                           "(default: $RESQUE_NOTEBOOKS or the repository's notebooks/)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    run.add_argument("--fresh-kernels", action="store_true",
+                     help="a kernel per notebook (default, locally: one kernel for the whole study, wiped clean "
+                          "between notebooks, which saves each its kernel start and imports; a failed notebook's "
+                          "kernel is always replaced)")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     run.add_argument("--rerun-changed", action="store_true",
                      help="run again the experiments whose records were made with other settings than the profile's "
@@ -186,7 +190,7 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
     summary = run_study(
         args.profile, args.results, executor=args.executor, scheduler=args.scheduler,
         notebooks_dir=args.notebooks, only=args.only, kernel_name=args.kernel, progress=args.progress,
-        rerun_changed=args.rerun_changed,
+        rerun_changed=args.rerun_changed, fresh_kernels=args.fresh_kernels,
     )
     return EXIT_OK if summary.ok else EXIT_FAILED
 

@@ -119,6 +119,18 @@ def test_smoke_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert again.done == [] and list(again.failed) == ["task-seed0"]
     assert set(again.skipped) == set(expected)
 
+    # The same experiments one after another in one kernel (the local default) compute the same
+    # records as each in a kernel of its own (the Dask worker's above); the failed page's kernel is replaced.
+    warm = ResultsDir(tmp_path / "warm")
+    rerun = run_study(profile_path, warm.root, progress=False, notebooks_dir=templates, only="*-seed0")
+    assert rerun.done == expected[:3] and list(rerun.failed) == ["task-seed0"]
+    for run_id in records:
+        cold, hot = (resque.load_record(r.record(run_id)) for r in (results, warm))
+        assert hot.estimators == cold.estimators and hot.stop_reason == cold.stop_reason
+        assert hot.test_accuracy == cold.test_accuracy
+        assert [(e["steps"], e["val_loss"]) for e in hot.evaluations] == [
+            (e["steps"], e["val_loss"]) for e in cold.evaluations]
+
 
 @pytest.mark.skipif(find_browser() is None, reason="needs Chromium (Debian: apt-get install -y chromium; "
                                                    "make test installs it where apt-get can)")

@@ -34,7 +34,9 @@ Failure rule
 Executors
     ``"local"`` (default) runs one notebook after another: energy trackers
     measure the whole machine, so parallel trainings would count each other's
-    energy. ``"dask"`` runs each stage on the workers of a Dask scheduler
+    energy. They share one kernel, wiped clean between notebooks
+    (:mod:`resque.study.kernels`), unless ``fresh_kernels`` asks for a kernel
+    per notebook. ``"dask"`` runs each stage on the workers of a Dask scheduler
     (dask-jobqueue turns Slurm/PBS jobs into workers); all workers must see the
     results folder at the same path, on a shared filesystem.
 
@@ -48,6 +50,7 @@ Parameters injected
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -65,6 +68,7 @@ from ..cost.records import RecordError, load_record
 from ..errors import InvalidParameterError, ResqueError
 from ..io import write_json
 from .profiles import NOTEBOOKS, Experiment, expand, list_profiles, load_profile
+from .kernels import WarmKernel
 from .profiles import Profile
 from .results import SUMMARY_IDS, ResultsDir, run_id as make_run_id
 from .resume import State, check_settings, experiment_state
@@ -372,7 +376,7 @@ def _record_failure(experiment: Experiment, results: ResultsDir, error: Exceptio
 
 def run_experiment(
     experiment: Experiment, template: str | os.PathLike, results_dir: str | os.PathLike,
-    *, kernel_name: str = "python3",
+    *, kernel_name: str = "python3", kernel: WarmKernel | None = None,
 ) -> Outcome:
     """Execute one experiment's notebook with papermill; never raises for a failed notebook.
 
@@ -389,6 +393,10 @@ def run_experiment(
     results_dir : path-like
         The study's results folder (must be the one in ``experiment.parameters``).
     kernel_name : str, default "python3"
+    kernel : WarmKernel, optional
+        Execute in this kernel, wiped clean first, instead of a kernel of the
+        notebook's own (:mod:`resque.study.kernels`). A failure shuts it down,
+        so that the next notebook starts in a fresh one.
 
     Returns
     -------
@@ -401,18 +409,23 @@ def run_experiment(
     output = results.notebook(experiment.run_id)
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    reuse = {} if kernel is None else {"km": kernel.manager()}
     try:
         papermill.execute_notebook(
             str(template), str(output), parameters=dict(experiment.parameters), kernel_name=kernel_name,
             progress_bar=False,  # the study's bar is the one to watch
             # The kernel listens on loopback only; its "TCP without encryption" warning, once per
             # notebook, would bury the study's own output. Its errors still show.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            extra_arguments=["--IPKernelApp.log_level=ERROR"], **reuse,
         )
     except Exception as error:  # any failure is recorded, never propagated: the study goes on
+        if kernel is not None:
+            kernel.discard()  # what the failed notebook left behind never reaches the next one
         notebook = str(output) if output.exists() else None
         return _record_failure(experiment, results, error, notebook=notebook, template=template,
                                seconds=time.perf_counter() - start)
+    if kernel is not None:
+        kernel.release()
     results.failure(experiment.run_id).unlink(missing_ok=True)
     return Outcome(experiment.run_id, experiment.kind, "done", "", time.perf_counter() - start, str(output))
 
@@ -472,18 +485,21 @@ def _stages(experiments: list[Experiment]) -> list[list[Experiment]]:
 # --------------------------------------------------------------------------- executors
 
 
-def _run_local(stages, results, folder, kernel_name, bar, states) -> dict[str, Outcome]:
+def _run_local(stages, results, folder, kernel_name, bar, states, fresh_kernels) -> dict[str, Outcome]:
     outcomes: dict[str, Outcome] = {}
-    for stage in stages:
-        decided, to_run = _triage(stage, results, folder, outcomes, states)
-        for outcome in decided:
-            outcomes[outcome.run_id] = outcome
-            bar.update(1)
-        for exp in to_run:
-            bar.set_description(exp.run_id)
-            outcome = run_experiment(exp, folder / exp.notebook, results.root, kernel_name=kernel_name)
-            outcomes[exp.run_id] = _why(outcome, states)
-            bar.update(1)
+    with contextlib.ExitStack() as stack:
+        kernel = None if fresh_kernels else stack.enter_context(WarmKernel(kernel_name))
+        for stage in stages:
+            decided, to_run = _triage(stage, results, folder, outcomes, states)
+            for outcome in decided:
+                outcomes[outcome.run_id] = outcome
+                bar.update(1)
+            for exp in to_run:
+                bar.set_description(exp.run_id)
+                outcome = run_experiment(exp, folder / exp.notebook, results.root, kernel_name=kernel_name,
+                                         kernel=kernel)
+                outcomes[exp.run_id] = _why(outcome, states)
+                bar.update(1)
     return outcomes
 
 
@@ -543,6 +559,7 @@ def run_study(
     kernel_name: str = "python3",
     progress: bool = True,
     rerun_changed: bool = False,
+    fresh_kernels: bool = False,
 ) -> StudySummary:
     """Execute every experiment of a profile as a papermill notebook; resume and survive failures.
 
@@ -592,6 +609,12 @@ def run_study(
         such records stop the run before any kernel starts
         (:class:`~resque.errors.SettingsChangedError`), so that one folder
         never mixes settings.
+    fresh_kernels : bool, default False
+        Locally, the notebooks run one after another in one kernel, wiped
+        clean between them, which saves each the start of a kernel and its
+        imports (:mod:`resque.study.kernels`; a failure gets the next notebook
+        a fresh kernel). True gives every notebook a kernel of its own. Dask
+        workers always start one per notebook.
 
     Returns
     -------
@@ -629,7 +652,7 @@ def run_study(
     with tqdm(total=len(plan.experiments), desc=plan.profile_name, unit="notebook", disable=not progress,
               file=sys.stderr) as bar:
         if executor == "local":
-            outcomes = _run_local(stages, plan.results, folder, kernel_name, bar, states)
+            outcomes = _run_local(stages, plan.results, folder, kernel_name, bar, states, fresh_kernels)
         else:
             outcomes = _run_dask(stages, plan.results, folder, kernel_name, bar, scheduler, states)
 

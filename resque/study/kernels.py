@@ -1,0 +1,169 @@
+"""One Jupyter kernel for a whole local study, wiped clean between notebooks.
+
+A retraining in the quick study takes a few seconds; starting a kernel and
+importing PyTorch, the study package, PyTorch's compiler module (imported by
+the first optimizer) and codecarbon's hardware probe take about as long, once
+per process. :class:`WarmKernel` keeps one kernel alive across the notebooks
+that :func:`~resque.study.runner.run_study` executes one after another, and
+before each notebook but the first it clears what the previous one left:
+
+- the user namespace and the output history (``InteractiveShell.reset`` with
+  a new session, so that execution counts start at 1 again);
+- open matplotlib figures;
+- the warnings' "already shown" registries, so that a warning shows in every
+  notebook that triggers it, as it would in a kernel of its own.
+
+What stays are imported modules and the caches they hold (the shared energy
+tracker of :mod:`resque.cost.energy`), which is the point. Every experiment
+seeds its own randomness, so a notebook computes the same numbers in a warm
+kernel as in a fresh one (``tests/test_kernels.py`` checks the records).
+After a notebook fails, or its kernel dies, the kernel is shut down and the
+next notebook gets a fresh one: a failure never leaves its state to the next
+experiment. ``run_study(..., fresh_kernels=True)`` (``--fresh-kernels``) gives
+every notebook a kernel of its own.
+"""
+
+from __future__ import annotations
+
+from ..errors import ResqueError
+
+__all__ = ["RESET_CODE", "WarmKernel"]
+
+#: Run in the kernel between two notebooks; it binds no name in the namespace it clears.
+RESET_CODE = "\n".join([
+    "import sys as _resque_sys",
+    "if 'matplotlib.pyplot' in _resque_sys.modules:",
+    "    _resque_sys.modules['matplotlib.pyplot'].close('all')",
+    "getattr(_resque_sys.modules['warnings'], '_filters_mutated', lambda: None)()",
+    "get_ipython().reset(new_session=True)",
+    "__import__('gc').collect()",
+])
+
+
+class WarmKernel:
+    """A kernel manager that papermill reuses from one notebook to the next.
+
+    Parameters
+    ----------
+    kernel_name : str
+        The Jupyter kernel to start (``"python3"``).
+    reset_timeout : float, default 120
+        Seconds the reset between two notebooks may take before the kernel is
+        replaced by a fresh one.
+
+    Examples
+    --------
+    >>> kernel = WarmKernel("python3")  # doctest: +SKIP
+    >>> papermill.execute_notebook(a, out_a, km=kernel.manager())  # doctest: +SKIP
+    >>> papermill.execute_notebook(b, out_b, km=kernel.manager())  # doctest: +SKIP
+    >>> kernel.close()  # doctest: +SKIP
+    """
+
+    def __init__(self, kernel_name: str, *, reset_timeout: float = 120.0):
+        self.kernel_name = kernel_name
+        self.reset_timeout = reset_timeout
+        self.notebooks = 0  # executed in the current kernel
+        self.kernels = 0  # started, over the whole study
+        self._km = None
+
+    def manager(self):
+        """The kernel manager for the next notebook: the running kernel, wiped clean, or a new one.
+
+        A manager without a kernel yet is started by papermill (nbclient) the
+        way it starts its own, with the same arguments; it is not shut down at
+        the end of the notebook because papermill does not own it.
+        """
+        from jupyter_core.utils import run_sync
+
+        if self._km is not None and self._km.has_kernel:
+            try:
+                alive = run_sync(self._km.is_alive)()
+            except Exception:
+                alive = False
+            if alive and self._reset():
+                self.notebooks += 1
+                return self._km
+            self.discard()
+        if self._km is None:
+            self._km = _TrackedKernelManager(kernel_name=self.kernel_name)
+            self.kernels += 1
+            self.notebooks = 1
+        return self._km
+
+    def release(self) -> None:
+        """Close the connections papermill opened for the notebook that just ended (the kernel stays)."""
+        if self._km is not None:
+            self._km.release_clients()
+
+    def discard(self) -> None:
+        """Shut the kernel down (after a failure): the next notebook starts a fresh one."""
+        km, self._km = self._km, None
+        if km is None:
+            return
+        from jupyter_core.utils import run_sync
+
+        km.release_clients()
+        try:
+            if km.has_kernel:
+                run_sync(km.shutdown_kernel)(now=True)
+        except Exception:  # a kernel already gone; nothing of the study's is lost with it
+            pass
+
+    close = discard
+
+    def __enter__(self) -> "WarmKernel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _reset(self) -> bool:
+        """Clear what the last notebook left in the kernel; False if the kernel does not answer as it should."""
+        from jupyter_core.utils import run_sync
+
+        client = self._km.client()
+        client.start_channels()
+        try:
+            run_sync(client.wait_for_ready)(timeout=self.reset_timeout)
+            reply = run_sync(client.execute_interactive)(
+                RESET_CODE, store_history=False, timeout=self.reset_timeout, output_hook=lambda message: None,
+            )
+        except Exception:
+            return False
+        finally:
+            client.stop_channels()
+        return reply.get("content", {}).get("status") == "ok"
+
+
+def _tracked_manager_class():
+    from jupyter_client.manager import AsyncKernelManager
+
+    class TrackedKernelManager(AsyncKernelManager):
+        """An AsyncKernelManager that remembers the clients it hands out, so that they can be closed."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self._resque_clients = []
+
+        def client(self, **kwargs):
+            client = super().client(**kwargs)
+            self._resque_clients.append(client)
+            return client
+
+        def release_clients(self) -> None:
+            clients, self._resque_clients = self._resque_clients, []
+            for client in clients:
+                try:
+                    client.stop_channels()
+                except Exception:
+                    pass
+
+    return TrackedKernelManager
+
+
+def _TrackedKernelManager(**kwargs):
+    try:
+        cls = _tracked_manager_class()
+    except ImportError as error:
+        raise ResqueError(f"The study runner needs jupyter_client ({error}): pip install papermill ipykernel") from None
+    return cls(**kwargs)

@@ -8,6 +8,7 @@ matplotlib.use("Agg")  # before pyplot is imported anywhere
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import numpy as np
 import pytest
 import torch
 
@@ -225,11 +226,22 @@ def close_figures():
 
 @pytest.mark.parametrize("shape", [(4, 1, 8, 8), (3, 3, 8, 8), (5, 8, 8)])
 def test_image_grid(shape):
-    figure = plots.image_grid(torch.rand(shape), [f"image {i}" for i in range(shape[0])], nrows=2,
-                              row_labels=["top", "bottom"], title="grid")
-    titled = [ax for ax in figure.axes if ax.get_title()]
-    assert len(titled) == shape[0]
-    assert figure.axes[0].get_ylabel() == "top"
+    images, titles = torch.rand(shape), [f"image {i}" for i in range(shape[0])]
+    figure = plots.image_grid(images, titles, nrows=2, row_labels=["top", "bottom"], title="grid")
+    (ax,) = figure.axes  # one picture of tiles, not an axes per image
+    assert [t.get_text() for t in ax.texts] == titles and ax.get_title() == "grid"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["top", "bottom"]
+    canvas, pictures = np.asarray(ax.images[0].get_array()), plots._as_images(images)
+    h, w = pictures.shape[1:3]
+
+    def places(picture):
+        return [(y, x) for y in range(canvas.shape[0] - h + 1) for x in range(canvas.shape[1] - w + 1)
+                if np.array_equal(canvas[y:y + h, x:x + w], picture)]
+
+    found = [places(picture) for picture in pictures]
+    assert all(len(p) == 1 for p in found)  # every image is in the picture, once, unchanged
+    corners = [p[0] for p in found]
+    assert corners == sorted(corners) and len({y for y, _ in corners}) == 2  # row by row, in two rows
 
 
 def test_training_curves_with_and_without_scratch():
@@ -307,7 +319,37 @@ def test_grid_figures_show_every_intensity_and_hollow_censored_markers():
     assert any(len(f) == 0 or f[0][3] == 0 for f in faces)  # the censored run is hollow
     assert any(t.get_text().startswith("censored") for t in right.get_legend().get_texts())
     curves = plots.grid_curves(outcomes)
-    assert len(curves.axes[0].get_lines()) == 3 + 1  # one per intensity, and the shared target
+    drawn = [line for line in curves.axes[0].get_lines() if len(line.get_xdata())]
+    solid = [line for line in drawn if line.get_linestyle() == "-"]
+    dashed = [line for line in drawn if line.get_linestyle() == "--"]
+    assert len(solid) == 3 and len(dashed) == 3  # each intensity, and its yardstick in the same colour
+    assert [tuple(line.get_color()) for line in solid] == [tuple(line.get_color()) for line in dashed]
+    assert len(drawn) == 3 + 3 + 1  # and the shared target, once
+    legend = [t.get_text() for t in curves.axes[0].get_legend().get_texts()]
+    assert legend == ["0", "0.2", "0.4", "target", "from scratch"]
+
+    panels = plots.grid_curves(outcomes, ("val_accuracy", "grad_norm", "param_change", "energy"), title="t")
+    assert [ax.get_title() for ax in panels.axes] == [
+        "Validation accuracy", "Gradient norm (mean)", "Parameter change", "Energy per epoch"]
+    assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() for ax in panels.axes)
+    with pytest.raises(InvalidParameterError, match="measures"):
+        plots.grid_curves(outcomes, ("val_acc",))
+
+
+def test_grid_angles_shows_each_class_at_each_intensity():
+    outcomes = _shift_outcomes()
+    outcomes[1].dist = DistResult(0.05, {0: 0.04, 1: 0.06}, {0: 5, 1: 5}, {0: 5, 1: 5}, "embedding")
+    figure = plots.grid_angles(outcomes, ["cat", "dog"])
+    ax = figure.axes[0]  # the unpaired panel (and the colour bar): no paired index in these outcomes
+    assert len(figure.axes) == 2 and ax.get_title() == "unpaired"
+    # a row per intensity, a column per class, and their mean: RESQUE_dist
+    assert np.allclose(ax.images[0].get_array(), [[0.01, 0.03, 0.02], [0.04, 0.06, 0.05], [0.01, 0.03, 0.02]])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog", "mean"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "0.2", "0.4"]
+    assert [t.get_text() for t in ax.texts][:3] == ["0.01", "0.03", "0.02"]
+    for outcome in outcomes:
+        outcome.dist_paired = outcome.dist
+    assert [a.get_title() for a in plots.grid_angles(outcomes).axes[:2]] == ["unpaired", "paired"]
 
 
 def test_task_grid_table_and_figure():

@@ -3,6 +3,7 @@
 import pytest
 
 import resque
+import torch
 from resque.study import expand, list_profiles, load_profile
 from resque.study.experiments import load_source, run_shift, run_source, run_task
 from resque.errors import ProfileError
@@ -115,6 +116,19 @@ def test_experiment_functions_write_their_records(tmp_path):
     outcome = run_shift(profile, 0, "gaussian_noise", 0.3, results.root, progress=False)
     record = resque.load_record(results.record("shift-gaussian_noise-0.3-seed0"), require_complete=True)
     assert record.estimators["resque_dist"] == float(outcome.dist)
+    # the next page of the seed in this process reuses the passes over the clean data, unless the source changed
+    from resque.study import experiments
+
+    first = experiments._shift_setting(profile, 0, results.root, False)
+    assert experiments._shift_setting(profile, 0, results.root, False).on_clean is first.on_clean
+    original = results.source_model(0).read_bytes()
+    changed = load_source(results.root, 0)[0]
+    with torch.no_grad():
+        next(changed.parameters()).add_(1.0)
+    resque.save_checkpoint(changed, results.source_model(0))
+    recomputed = experiments._shift_setting(profile, 0, results.root, False)
+    assert recomputed.on_clean is not first.on_clean and recomputed.on_clean.accuracy is not None
+    results.source_model(0).write_bytes(original)
     assert {"resque_dist_paired", "accuracy_drop"} <= set(record.estimators)
     assert record.experiment["scratch_run_id"] == "scratch-shift-gaussian_noise-0.3-seed0"
     assert resque.load_record(results.record("scratch-shift-gaussian_noise-0.3-seed0")).kind == "scratch"

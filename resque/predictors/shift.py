@@ -466,7 +466,10 @@ def _mmd_and_bandwidth(x: np.ndarray, y: np.ndarray, bandwidth: float | None) ->
         bandwidth = _median_of(distances, pooled)
     gamma = 1.0 / (2.0 * float(bandwidth) ** 2)
     m, n = x.shape[0], y.shape[0]
-    kernel = np.exp(distances * -gamma, out=distances)  # in place: the distances are not needed again
+    # In place: the distances are not needed again, and a second matrix of this size would cost as much
+    # in fresh memory pages as the exponentials themselves.
+    np.multiply(distances, -gamma, out=distances)
+    kernel = np.exp(distances, out=distances)
     within_x = (kernel[:m, :m].sum() - m) / (m * (m - 1))  # the diagonal k(x_i, x_i) = 1 is left out
     within_y = (kernel[m:, m:].sum() - n) / (n * (n - 1))
     return float(within_x + within_y - 2.0 * kernel[:m, m:].mean()), float(bandwidth)

@@ -205,13 +205,32 @@ class _ShiftSetting:
     untrained_fingerprint: ClassSums
 
 
+#: The last shift page's shared setting, kept for the next page of the same seed in the same process
+#: (the study's pages run one after another in one kernel; see resque.study.kernels).
+_LAST_SETTING: list = []
+
+
 def _shift_setting(profile: Profile, seed: int, results_dir, progress: bool) -> _ShiftSetting:
+    """What every shift page of `seed` shares, computed once per process while the source model stays the same.
+
+    The seven family pages of a seed start from the same source model and the
+    same clean data, so their passes over the clean data, the untrained
+    network and its fingerprint are the same too: the next page in the same
+    process reuses them. They are recomputed when anything they depend on
+    changes: the profile, the seed, the results folder, the source model's
+    weights (their digest), its fingerprint or its record's ``a_src``.
+    """
     results = ResultsDir(results_dir)
     source, source_fingerprint = load_source(results_dir, seed)
+    a_src = source_accuracy(results_dir, seed)
+    key = (repr(profile), seed, str(results.root.resolve()), model_digest(source), source_fingerprint.model_digest,
+           a_src)
+    if _LAST_SETTING and _LAST_SETTING[0][0] == key:
+        return replace(_LAST_SETTING[0][1], source=source, fingerprint=source_fingerprint)
     layer = default_layer(source)
     data = study_data(profile, seed)
     untrained = untrained_copy(source, seed + UNTRAINED_SEED_OFFSET)
-    return _ShiftSetting(
+    setting = _ShiftSetting(
         profile=profile, results=results, seed=seed, source=source, fingerprint=source_fingerprint, layer=layer,
         data=data, untrained=untrained,
         untrained_fingerprint=fingerprint(untrained, data.original, layer, progress=progress),
@@ -219,8 +238,10 @@ def _shift_setting(profile: Profile, seed: int, results_dir, progress: bool) -> 
         on_original=dataset_pass(source, data.original, layer, name="original", progress=progress),
         clean_tensors=as_tensors(data.shifted_base, "shifted_base"),
         test_tensors=as_tensors(data.test, "test"),
-        a_src=source_accuracy(results_dir, seed),
+        a_src=a_src,
     )
+    _LAST_SETTING[:] = [(key, setting)]
+    return setting
 
 
 def run_shift(

@@ -21,13 +21,29 @@ After a notebook fails, or its kernel dies, the kernel is shut down and the
 next notebook gets a fresh one: a failure never leaves its state to the next
 experiment. ``run_study(..., fresh_kernels=True)`` (``--fresh-kernels``) gives
 every notebook a kernel of its own.
+
+The kernels start with :data:`MALLOC_TUNING` in their environment (unless the
+environment already sets those variables): glibc's allocator then keeps the
+memory a training step or a distance matrix frees for the next one, instead
+of handing it back to the system and taking fresh pages, each zeroed, again.
+On the 2-core VM this project is tested on, a frost page (two intensities,
+their yardsticks and repeats) took 15.2 s instead of 20.6 s with it, its
+training 12.3 s instead of 16.2 s (two runs each, alternating). The numbers
+computed are the same; the price is that the kernel's memory stays at its
+high-water mark until it exits. Other C libraries ignore the variables.
 """
 
 from __future__ import annotations
 
+import os
+
 from ..errors import ResqueError
 
-__all__ = ["RESET_CODE", "WarmKernel"]
+__all__ = ["MALLOC_TUNING", "RESET_CODE", "WarmKernel"]
+
+#: glibc malloc settings the study's kernels start with: no memory handed back below 4 GiB of free heap,
+#: and allocations under 4 GiB served from the heap (so reused) rather than by fresh mappings.
+MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": str(4 * 2**30), "MALLOC_TRIM_THRESHOLD_": str(4 * 2**30)}
 
 #: Run in the kernel between two notebooks; it binds no name in the namespace it clears.
 RESET_CODE = "\n".join([
@@ -50,6 +66,9 @@ class WarmKernel:
     reset_timeout : float, default 120
         Seconds the reset between two notebooks may take before the kernel is
         replaced by a fresh one.
+    reuse : bool, default True
+        False shuts the kernel down after every notebook (:meth:`release`):
+        each notebook gets a kernel of its own, started the same way.
 
     Examples
     --------
@@ -59,9 +78,10 @@ class WarmKernel:
     >>> kernel.close()  # doctest: +SKIP
     """
 
-    def __init__(self, kernel_name: str, *, reset_timeout: float = 120.0):
+    def __init__(self, kernel_name: str, *, reset_timeout: float = 120.0, reuse: bool = True):
         self.kernel_name = kernel_name
         self.reset_timeout = reset_timeout
+        self.reuse = reuse
         self.notebooks = 0  # executed in the current kernel
         self.kernels = 0  # started, over the whole study
         self._km = None
@@ -91,8 +111,10 @@ class WarmKernel:
         return self._km
 
     def release(self) -> None:
-        """Close the connections papermill opened for the notebook that just ended (the kernel stays)."""
-        if self._km is not None:
+        """Close the connections papermill opened for the notebook that just ended (the kernel stays, if reused)."""
+        if not self.reuse:
+            self.discard()
+        elif self._km is not None:
             self._km.release_clients()
 
     def discard(self) -> None:
@@ -144,6 +166,13 @@ def _tracked_manager_class():
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self._resque_clients = []
+
+        async def _async_pre_start_kernel(self, **kw):
+            env = dict(kw.get("env") or os.environ)
+            for name, value in MALLOC_TUNING.items():
+                env.setdefault(name, value)  # the user's own setting wins
+            kw["env"] = env
+            return await super()._async_pre_start_kernel(**kw)
 
         def client(self, **kwargs):
             client = super().client(**kwargs)

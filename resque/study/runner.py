@@ -50,7 +50,6 @@ Parameters injected
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -487,8 +486,7 @@ def _stages(experiments: list[Experiment]) -> list[list[Experiment]]:
 
 def _run_local(stages, results, folder, kernel_name, bar, states, fresh_kernels) -> dict[str, Outcome]:
     outcomes: dict[str, Outcome] = {}
-    with contextlib.ExitStack() as stack:
-        kernel = None if fresh_kernels else stack.enter_context(WarmKernel(kernel_name))
+    with WarmKernel(kernel_name, reuse=not fresh_kernels) as kernel:
         for stage in stages:
             decided, to_run = _triage(stage, results, folder, outcomes, states)
             for outcome in decided:
@@ -613,8 +611,9 @@ def run_study(
         Locally, the notebooks run one after another in one kernel, wiped
         clean between them, which saves each the start of a kernel and its
         imports (:mod:`resque.study.kernels`; a failure gets the next notebook
-        a fresh kernel). True gives every notebook a kernel of its own. Dask
-        workers always start one per notebook.
+        a fresh kernel). True gives every notebook a kernel of its own. Either
+        way the kernels start with :data:`~resque.study.kernels.MALLOC_TUNING`.
+        Dask workers start their own kernels, one per notebook.
 
     Returns
     -------

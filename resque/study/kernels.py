@@ -36,6 +36,7 @@ high-water mark until it exits. Other C libraries ignore the variables.
 from __future__ import annotations
 
 import os
+import time
 
 from ..errors import ResqueError
 
@@ -52,7 +53,6 @@ RESET_CODE = "\n".join([
     "    _resque_sys.modules['matplotlib.pyplot'].close('all')",
     "getattr(_resque_sys.modules['warnings'], '_filters_mutated', lambda: None)()",
     "get_ipython().reset(new_session=True)",
-    "__import__('gc').collect()",
 ])
 
 
@@ -140,17 +140,24 @@ class WarmKernel:
         self.close()
 
     def _reset(self) -> bool:
-        """Clear what the last notebook left in the kernel; False if the kernel does not answer as it should."""
+        """Clear what the last notebook left in the kernel; False if the kernel does not answer as it should.
+
+        The reply is awaited on the shell channel alone: a channel just
+        connected can miss the kernel's broadcast status messages, but never
+        its replies.
+        """
         from jupyter_core.utils import run_sync
 
         client = self._km.client()
         client.start_channels()
         try:
-            run_sync(client.wait_for_ready)(timeout=self.reset_timeout)
-            reply = run_sync(client.execute_interactive)(
-                RESET_CODE, store_history=False, timeout=self.reset_timeout, output_hook=lambda message: None,
-            )
-        except Exception:
+            sent = client.execute(RESET_CODE, silent=True, store_history=False)
+            deadline = time.monotonic() + self.reset_timeout
+            while True:
+                reply = run_sync(client.get_shell_msg)(timeout=max(0.0, deadline - time.monotonic()))
+                if reply.get("parent_header", {}).get("msg_id") == sent:
+                    break
+        except Exception:  # no reply in time, or a kernel gone
             return False
         finally:
             client.stop_channels()

@@ -119,3 +119,20 @@ def test_kernels_start_with_the_allocator_tuning_unless_the_user_set_their_own(t
         second = printed(execute(fresh, show, tmp_path / "b.ipynb")).split()
     assert first[1:] == second[1:] == ["12345", MALLOC_TUNING["MALLOC_TRIM_THRESHOLD_"]]
     assert first[0] != second[0] and fresh.kernels == 2
+
+
+def test_the_command_line_asks_for_a_kernel_per_notebook_with_fresh_kernels(monkeypatch):
+    import resque.study.runner as runner
+    from resque.cli import main
+    from resque.study.runner import StudySummary
+
+    seen = []
+
+    def fake_run_study(profile, results, **options):
+        seen.append(options["fresh_kernels"])
+        return StudySummary(profile="smoke", results_dir=results)
+
+    monkeypatch.setattr(runner, "run_study", fake_run_study)
+    assert main(["study", "run", "--profile", "smoke", "--no-progress"]) == 0
+    assert main(["study", "run", "--profile", "smoke", "--no-progress", "--fresh-kernels"]) == 0
+    assert seen == [False, True]

@@ -607,3 +607,41 @@ def test_the_project_training_loop_drives_the_tracker():
     assert totals.train_flops == 128 * 4 * 64 * 2  # Linear(64, 2): 4*in*out per sample (forward + weight grad)
     assert totals.grad_norm_mean > 0 and totals.param_change_from_start > 0
     assert with_tracker.epochs[-1].metrics["val_accuracy"] == result.history[-1].val_accuracy
+
+
+def test_a_zoo_model_is_flop_counted_once_per_architecture_and_batch_shape(monkeypatch):
+    import resque.cost.tracking as tracking
+    from resque.models import create_model
+
+    monkeypatch.setattr(tracking, "_STEP_FLOPS", {})
+    counted = []
+    real = tracking.training_step_flops
+
+    def counting(model, inputs, targets, loss_fn=None):
+        counted.append(tuple(p.shape for p in model.parameters()))
+        return real(model, inputs, targets, loss_fn)
+
+    monkeypatch.setattr(tracking, "training_step_flops", counting)
+    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
+
+    def per_sample(model, inputs=x, targets=y):
+        with CostTracker(model, energy=False, flops_sample=(inputs, targets)) as tracker:
+            return tracker.flops_per_sample
+
+    first = per_sample(create_model("small_cnn", num_classes=10, image_size=28))
+    again = per_sample(create_model("small_cnn", num_classes=10, image_size=28))  # other weights, same network
+    assert again == first and len(counted) == 1
+    assert first == real(create_model("small_cnn", num_classes=10, image_size=28), x, y) / 4
+    # another head, another width, a frozen layer or another batch shape is counted anew, and differs
+    head = per_sample(create_model("small_cnn", num_classes=4, image_size=28), targets=torch.randint(0, 4, (4,)))
+    wide = per_sample(create_model("small_cnn", num_classes=10, image_size=28, width=32))
+    frozen = create_model("small_cnn", num_classes=10, image_size=28)
+    next(frozen.parameters()).requires_grad_(False)
+    frozen_count = per_sample(frozen)
+    assert len(counted) == 4 and len({first, head, wide, frozen_count}) == 4
+    per_sample(create_model("small_cnn", num_classes=10, image_size=28), torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,)))
+    assert len(counted) == 5
+    # a model of the user's own is counted every time: its forward pass may depend on more than its layers
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    per_sample(plain), per_sample(plain)
+    assert len(counted) == 7

@@ -450,3 +450,15 @@ def test_frost_photographs_are_scaled_on_cv2s_sampling_grid():
     reference = torch.nn.functional.interpolate(ramp[None], scale_factor=0.2, mode="bilinear",
                                                 align_corners=False, recompute_scale_factor=False)[0]
     torch.testing.assert_close(scaled[..., : reference.shape[1], : reference.shape[2]], reference)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_shifted_dataset_reads_a_tensor_dataset_as_slices_with_the_same_result(name, toy):
+    images = toy.images.clone()
+    labels = torch.arange(len(toy)) % 3
+    tensors = torch.utils.data.TensorDataset(images, labels)
+    sliced = ShiftedDataset(tensors, name, middle(name), seed=3, batch_size=8)
+    item_by_item = ShiftedDataset(toy, name, middle(name), seed=3, batch_size=8)
+    assert torch.equal(sliced.images_, item_by_item.images_)
+    assert [int(label) for label in sliced.labels_] == item_by_item.labels_
+    assert torch.equal(images, toy.images)  # the wrapped tensors are not shifted in place

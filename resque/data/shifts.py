@@ -785,6 +785,11 @@ class ShiftedDataset(Dataset):
 
 def _collect(dataset, indices: range) -> tuple[torch.Tensor, list]:
     """Stack items ``indices`` of `dataset` into ``(b, C, H, W)`` images and a list of labels."""
+    tensors = getattr(dataset, "tensors", None) if isinstance(dataset, torch.utils.data.TensorDataset) else None
+    if tensors is not None and len(tensors) >= 2 and tensors[0].ndim == 4:
+        # images already decoded into one tensor: the same items, read as one slice (a copy: shifts work in place)
+        window = slice(indices.start, indices.stop)
+        return tensors[0][window].clone(), list(tensors[1][window])
     images, labels = [], []
     for index in indices:
         item = dataset[index]

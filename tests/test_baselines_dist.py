@@ -273,8 +273,8 @@ def test_the_median_of_many_pairs_is_selected_exactly_within_a_band(coinciding):
     rng = np.random.default_rng(3)
     pooled = rng.normal(size=(1500, 8))
     pooled[:coinciding] = pooled[0]  # ties, many of them at 0
-    sq = bd._pooled_sq_distances(pooled)
-    assert sq.shape[0] * (sq.shape[0] - 1) // 2 > bd._BAND_FROM_PAIRS
+    sq = bd._upper_sq_distances(pooled)
+    assert sq.pairs > bd._BAND_FROM_PAIRS
     pairs = np.sort(pdist(pooled) ** 2)
     n = len(pairs)
     low, high = bd._middle_of_upper(sq)
@@ -286,8 +286,45 @@ def test_a_band_that_misses_the_median_falls_back_to_every_pair(monkeypatch):
     from scipy.spatial.distance import pdist
 
     pooled = np.random.default_rng(4).normal(size=(1500, 4))
-    sq = bd._pooled_sq_distances(pooled)
+    sq = bd._upper_sq_distances(pooled)
     pairs = np.sort(pdist(pooled) ** 2)
     monkeypatch.setattr(bd.np, "quantile", lambda values, q: (1e9, 2e9))  # a band above every pair
     low, high = bd._middle_of_upper(sq)
     np.testing.assert_allclose([low, high], [pairs[(len(pairs) - 1) // 2], pairs[len(pairs) // 2]], rtol=1e-12)
+
+
+def test_mmd_over_many_blocks_and_a_sampled_band_matches_whole_matrices():
+    # 800 + 700 points: blocks of rows that end at the samples' boundary, and over a million pairs, so the
+    # median is selected within a band; against scipy's whole distance matrices and numpy's median
+    from scipy.spatial.distance import cdist, pdist
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(800, 16)), rng.normal(0.3, 1.2, size=(700, 16))
+    pooled = np.concatenate([x, y])
+    assert bd._upper_sq_distances(pooled, split=800).pairs > bd._BAND_FROM_PAIRS
+    assert 800 % bd._BLOCK_ROWS != 0
+    sigma = float(np.median(pdist(pooled)))
+    gamma = 1.0 / (2.0 * sigma ** 2)
+    kxx, kyy, kxy = (np.exp(-gamma * cdist(a, b, "sqeuclidean")) for a, b in ((x, x), (y, y), (x, y)))
+    expected = ((kxx.sum() - 800) / (800 * 799) + (kyy.sum() - 700) / (700 * 699) - 2 * kxy.mean())
+    value, bandwidth = bd._mmd_and_bandwidth(x, y, None)
+    assert bandwidth == pytest.approx(sigma, rel=1e-12)
+    assert value == pytest.approx(expected, rel=1e-10)
+    assert bd.mmd_rbf(x, y, bandwidth=0.9) == pytest.approx(
+        (np.exp(-cdist(x, x, "sqeuclidean") / 1.62).sum() - 800) / (800 * 799)
+        + (np.exp(-cdist(y, y, "sqeuclidean") / 1.62).sum() - 700) / (700 * 699)
+        - 2 * np.exp(-cdist(x, y, "sqeuclidean") / 1.62).mean(), rel=1e-10)
+
+
+def test_upper_distances_hold_each_pair_once():
+    from scipy.spatial.distance import pdist
+
+    pooled = np.random.default_rng(6).normal(size=(600, 5))
+    distances = bd._upper_sq_distances(pooled, split=250)
+    pairs = distances.every_pair()
+    assert pairs.size == 600 * 599 // 2
+    np.testing.assert_allclose(np.sort(pairs), np.sort(pdist(pooled, "sqeuclidean")), rtol=1e-10, atol=1e-12)
+    assert [(start, stop) for start, stop, _ in distances.blocks][:3] == [(0, 250), (250, 506), (506, 600)]
+    rows, cols = np.array([0, 3, 249, 250, 599 - 1]), np.array([1, 400, 250, 599, 599])
+    np.testing.assert_allclose(distances.values(rows, cols), ((pooled[rows] - pooled[cols]) ** 2).sum(1), rtol=1e-10)
+    assert distances.largest == pytest.approx(pairs.max())

@@ -18,6 +18,7 @@ device the forward pass ran on.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -342,73 +343,128 @@ def median_heuristic(x, y=None) -> float:
         y = _as_matrix(y, "y")
         _same_width(pooled, y)
         pooled = np.concatenate([pooled, y])
-    return _median_of(_pooled_sq_distances(pooled), pooled)
+    return _median_of(_upper_sq_distances(pooled), pooled)
 
 
-def _pooled_sq_distances(pooled: np.ndarray) -> np.ndarray:
-    """``(P, P)`` squared Euclidean distances of every pair of rows, from one Gram matrix.
+#: Rows of the pooled sample per block of :class:`_UpperDistances`: a block's products, distances and
+#: kernel values are computed while they are in cache, and only pairs above the diagonal are computed.
+_BLOCK_ROWS = 256
 
-    ``||a||^2 + ||b||^2 - 2 a.b`` in float64 (one BLAS product, many times faster
-    than pairwise loops); round-off below zero is clipped and the diagonal is
-    exactly 0.
+
+@functools.lru_cache(maxsize=4)
+def _on_or_below_diagonal(rows: int) -> np.ndarray:
+    """``(rows, rows)`` mask of the entries on and below the diagonal (read only)."""
+    mask = np.tril(np.ones((rows, rows), dtype=bool))
+    mask.flags.writeable = False
+    return mask
+
+
+@dataclass
+class _UpperDistances:
+    """Squared Euclidean distances of every pair ``i < j`` of a pooled sample, by blocks of rows.
+
+    ``blocks[k] = (start, stop, values)``: rows ``start:stop`` against columns
+    ``start:P``, shape ``(stop - start, P - start)``, in float64. In each
+    block's first ``stop - start`` columns (its square on the diagonal) the
+    entries on and below the diagonal are ``+inf``: a count below a threshold,
+    a band of values and ``exp(-gamma d)`` (which is 0 there) all leave them
+    out, so each pair counts once. `largest` is the largest distance of a pair.
     """
+
+    size: int
+    blocks: list
+    largest: float
+
+    @property
+    def pairs(self) -> int:
+        return self.size * (self.size - 1) // 2
+
+    def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The distances of pairs ``rows[k] < cols[k]``."""
+        out = np.empty(rows.shape[0])
+        for start, stop, block in self.blocks:
+            inside = (rows >= start) & (rows < stop)
+            out[inside] = block[rows[inside] - start, cols[inside] - start]
+        return out
+
+    def every_pair(self) -> np.ndarray:
+        """All ``P (P - 1) / 2`` distances, in no particular order (a copy)."""
+        return np.concatenate([block[np.isfinite(block)] for _, _, block in self.blocks])
+
+
+def _upper_sq_distances(pooled: np.ndarray, split: int | None = None) -> _UpperDistances:
+    """:class:`_UpperDistances` of the rows of `pooled`, from Gram products of blocks of rows.
+
+    ``||a||^2 + ||b||^2 - 2 a.b`` in float64 (BLAS products, many times faster
+    than pairwise loops, and half of the whole matrix); round-off below zero is
+    clipped. No block of rows straddles `split` (the first sample's end, for
+    :func:`_mmd_and_bandwidth`).
+    """
+    size = pooled.shape[0]
     norms = np.einsum("ij,ij->i", pooled, pooled)
-    distances = pooled @ pooled.T
-    distances *= -2.0
-    distances += norms[:, None]
-    distances += norms[None, :]
-    np.maximum(distances, 0.0, out=distances)
-    np.fill_diagonal(distances, 0.0)
-    return distances
+    cut = split if split is not None and 0 < split < size else size
+    edges = [*range(0, cut, _BLOCK_ROWS), *range(cut, size, _BLOCK_ROWS), size]
+    blocks, largest = [], 0.0
+    for start, stop in zip(edges[:-1], edges[1:]):
+        block = pooled[start:stop] @ pooled[start:].T  # (rows, P - start)
+        block *= -2.0
+        block += norms[start:stop, None]
+        block += norms[None, start:]
+        np.maximum(block, 0.0, out=block)
+        largest = max(largest, float(block.max(initial=0.0)))  # the square's lower half repeats pairs above
+        square = block[:, : stop - start]
+        square[_on_or_below_diagonal(stop - start)] = np.inf
+        blocks.append((start, stop, block))
+    return _UpperDistances(size, blocks, largest)
 
 
 #: Above this many pairs, :func:`_middle_of_upper` selects within a band around the median.
 _BAND_FROM_PAIRS = 1_000_000
 
 
-def _middle_of_upper(sq: np.ndarray) -> tuple[float, float]:
-    """The two middle order statistics of the entries above the diagonal of a square matrix (equal for an odd count).
+def _middle_of_upper(distances: _UpperDistances) -> tuple[float, float]:
+    """The two middle order statistics of the distances of every pair (equal for an odd count).
 
-    Exact. For a large matrix it avoids copying and partitioning every pair: a
-    seeded random sample of pairs brackets the median in a narrow band, one pass
-    counts the pairs below the band and gathers those inside it, and the order
-    statistics are selected from that band; if the band misses them (it never
-    should: the band is about nine sampling errors wide), every pair is
-    partitioned as for a small matrix.
+    Exact. For many pairs it avoids gathering and partitioning all of them: a
+    seeded random sample of pairs brackets the median in a narrow band, one
+    pass over the blocks counts the pairs below the band and gathers those
+    inside it, and the order statistics are selected from that band; if the
+    band misses them (it never should: the band is about nine sampling errors
+    wide), every pair is partitioned as for a few pairs.
     """
-    size = sq.shape[0]
-    count = size * (size - 1) // 2
+    size, count = distances.size, distances.pairs
     middle = ((count - 1) // 2, count // 2)
     if count <= _BAND_FROM_PAIRS:
-        pairs = sq[np.triu_indices(size, 1)]
-        return tuple(float(v) for v in np.partition(pairs, middle)[list(middle)])
+        return tuple(float(v) for v in np.partition(distances.every_pair(), middle)[list(middle)])
     rng = np.random.default_rng(0)
     rows, cols = rng.integers(0, size, 400_000), rng.integers(0, size, 400_000)
     above = rows < cols
-    low, high = np.quantile(sq[rows[above], cols[above]], [0.49, 0.51])
-    upper = np.triu(np.ones((size, size), dtype=bool), 1)
-    below = int(np.count_nonzero((sq < low) & upper))
-    band = sq[(sq >= low) & (sq <= high) & upper]
+    low, high = np.quantile(distances.values(rows[above], cols[above]), [0.49, 0.51])
+    below, band = 0, []
+    for _, _, block in distances.blocks:  # +inf (a pair already counted) is neither below nor in the band
+        below += int(np.count_nonzero(block < low))
+        inside = block >= low
+        inside &= block <= high
+        band.append(block[inside])
+    band = np.concatenate(band)
     if below <= middle[0] and below + band.size > middle[1]:
         wanted = [middle[0] - below, middle[1] - below]
         return tuple(float(v) for v in np.partition(band, wanted)[wanted])
-    pairs = sq[upper]
-    return tuple(float(v) for v in np.partition(pairs, middle)[list(middle)])
+    return tuple(float(v) for v in np.partition(distances.every_pair(), middle)[list(middle)])
 
 
-def _median_of(sq_distances: np.ndarray, pooled: np.ndarray) -> float:
-    """The median pairwise distance (numpy's convention) from a :func:`_pooled_sq_distances` matrix.
+def _median_of(distances: _UpperDistances, pooled: np.ndarray) -> float:
+    """The median pairwise distance (numpy's convention) from the :func:`_upper_sq_distances` of `pooled`.
 
     Squared distances order as the distances do, so the median is read off the
-    ``P (P - 1) / 2`` squared distances above the diagonal (numpy's convention:
-    the mean of the two middle distances for an even count). A median at
-    round-off level means most points coincide: then the exact pairwise
-    distances decide (their zeros are exact), as documented above.
+    ``P (P - 1) / 2`` squared distances (numpy's convention: the mean of the
+    two middle distances for an even count). A median at round-off level
+    means most points coincide: then the exact pairwise distances decide
+    (their zeros are exact), as documented above.
     """
-    low, high = _middle_of_upper(sq_distances)
+    low, high = _middle_of_upper(distances)
     median = (np.sqrt(low) + np.sqrt(high)) / 2.0
-    scale = float(sq_distances.max(initial=0.0))
-    if median ** 2 > 1e-9 * scale:
+    if median ** 2 > 1e-9 * distances.largest:
         return float(median)
     from scipy.spatial.distance import pdist  # scipy comes with scikit-learn; imported when used
 
@@ -459,20 +515,30 @@ def mmd_rbf(x, y, bandwidth: float | None = None) -> float:
 
 
 def _mmd_and_bandwidth(x: np.ndarray, y: np.ndarray, bandwidth: float | None) -> tuple[float, float]:
-    """:func:`mmd_rbf` and the bandwidth it used, from one matrix of pooled distances (median included)."""
+    """:func:`mmd_rbf` and the bandwidth it used, from one set of pooled distances (median included).
+
+    Each pair is computed once (:func:`_upper_sq_distances`), so the sums over
+    ``i != j`` within a sample are twice the sums over ``i < j``.
+    """
+    m, n = x.shape[0], y.shape[0]
     pooled = np.concatenate([x, y])
-    distances = _pooled_sq_distances(pooled)  # (m + n, m + n)
+    distances = _upper_sq_distances(pooled, split=m)
     if bandwidth is None:
         bandwidth = _median_of(distances, pooled)
     gamma = 1.0 / (2.0 * float(bandwidth) ** 2)
-    m, n = x.shape[0], y.shape[0]
-    # In place: the distances are not needed again, and a second matrix of this size would cost as much
-    # in fresh memory pages as the exponentials themselves.
-    np.multiply(distances, -gamma, out=distances)
-    kernel = np.exp(distances, out=distances)
-    within_x = (kernel[:m, :m].sum() - m) / (m * (m - 1))  # the diagonal k(x_i, x_i) = 1 is left out
-    within_y = (kernel[m:, m:].sum() - n) / (n * (n - 1))
-    return float(within_x + within_y - 2.0 * kernel[:m, m:].mean()), float(bandwidth)
+    within_x = within_y = cross = 0.0
+    for start, _, block in distances.blocks:
+        # In place: the distances are not needed again, and fresh memory pages would cost as much as the
+        # exponentials themselves. A pair counted in another block is +inf here, and its kernel value 0.
+        np.multiply(block, -gamma, out=block)
+        np.exp(block, out=block)
+        if start < m:  # rows of x: columns start..m-1 are x, the rest y
+            within_x += float(block[:, : m - start].sum())
+            cross += float(block[:, m - start:].sum())
+        else:
+            within_y += float(block.sum())
+    return (float(2.0 * within_x / (m * (m - 1)) + 2.0 * within_y / (n * (n - 1)) - 2.0 * cross / (m * n)),
+            float(bandwidth))
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:

@@ -311,3 +311,36 @@ def test_every_template_declares_the_parameters_the_runner_injects():
         exec("".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"]), declared)
         missing = set(experiment.parameters) - set(declared)
         assert not missing, (experiment.notebook, missing)  # papermill would inject names the notebook never reads
+
+
+def test_one_pass_over_a_task_gives_what_each_estimator_gets_from_a_pass_of_its_own():
+    from resque.index.embedding import model_outputs
+    from resque.index.task import resque_task_variants, variants_from_embeddings
+    from resque.models import create_model
+    from resque.models.zoo import default_layer
+    from resque.predictors.transfer import scores_from_outputs, task_scores
+    from resque.study.experiments import _items, _task_pass
+    from resque.cost.training import TensorData
+
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, image_size=28)
+    images = torch.rand(90, 1, 28, 28)
+    labels = torch.arange(90) % 3
+    images[labels == 1] *= 0.5  # something to separate
+    tensors = TensorData(images, labels)
+    layers = (default_layer(model), "features")
+    embeddings, features, logits, seen = _task_pass(model, tensors, layers, progress=False)
+    assert torch.equal(seen, labels)
+    for layer, pooled in zip(layers, embeddings):
+        assert variants_from_embeddings(pooled, seen, layer, seed=2) == resque_task_variants(
+            model, _items(tensors), layer, seed=2, progress=False)
+    names = ("logme", "leep", "nce", "h_score", "knn_accuracy")
+    assert scores_from_outputs(features, logits, seen.numpy(), names=names, seed=2) == task_scores(
+        model, _items(tensors), layers[0], names=names, seed=2, progress=False)
+    # model_outputs with several layers: a tuple of their outputs, in order, each as a single-layer pass gives it
+    both = [outputs for outputs, _, _ in model_outputs(model, _items(tensors), list(layers))]
+    alone = [output for output, _, _ in model_outputs(model, _items(tensors), layers[1])]
+    assert all(isinstance(outputs, tuple) and len(outputs) == 2 for outputs in both)
+    assert all(torch.equal(pair[1], single) for pair, single in zip(both, alone))
+    with pytest.raises(resque.InvalidParameterError, match="non-empty"):
+        next(model_outputs(model, _items(tensors), []))

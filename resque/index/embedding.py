@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -280,33 +280,40 @@ def layer_outputs(
 def model_outputs(
     model: nn.Module,
     data,
-    layer: str | None = None,
+    layer: str | Sequence[str] | None = None,
     *,
     name: str = "data",
     forward: ForwardOptions | None = None,
-) -> Iterator[tuple[torch.Tensor | None, object, torch.Tensor]]:
+) -> Iterator[tuple[torch.Tensor | tuple | None, object, torch.Tensor]]:
     """Yield ``(layer_output, model_output, labels)`` per batch of one forward pass.
 
     The one forward pass every estimator and baseline shares: batches are
     validated (integer labels, finite images), the model runs in ``eval()``
     mode without gradients on `device`, and its mode and device come back
     afterwards. Parameters as in :func:`layer_outputs`; `layer` may be None to
-    capture no layer (the first item is then None).
+    capture no layer (the first item is then None), or a list or tuple of names
+    to capture several layers in the same pass (the first item is then a
+    tuple of their outputs, in that order).
 
     Yields
     ------
     (layer_output, model_output, labels)
-        The raw layer output (or None), whatever ``model(images)`` returned,
-        and the ``(B,)`` int64 labels, all on `device`.
+        The raw layer output (or None, or a tuple), whatever ``model(images)``
+        returned, and the ``(B,)`` int64 labels, all on `device`.
     """
     from tqdm.auto import tqdm
 
     forward = forward or ForwardOptions()
-    target = find_layer(model, layer) if layer is not None else None
+    several = isinstance(layer, (list, tuple))
+    layers = tuple(layer) if several else (() if layer is None else (layer,))
+    if several and not layers:
+        raise InvalidParameterError("layer", list(layer), "a layer name, a non-empty sequence of names, or None")
+    modules = {each: find_layer(model, each) for each in layers}  # one hook per distinct name
     device = forward.device if forward.device is not None else model_device(model)
     loader = as_loader(data, name, forward.batch_size, forward.num_workers, pin_memory=device.type == "cuda")
-    captured: list = []
-    handle = target.register_forward_hook(lambda m, i, o: captured.append(o)) if target is not None else None
+    captured: dict[str, list] = {each: [] for each in modules}
+    handles = [module.register_forward_hook(lambda m, i, o, each=each: captured[each].append(o))
+               for each, module in modules.items()]
     seen = 0
     warned_scale = False
     takes = (*expected_input(model), _model_dtype(model))  # (channels, size, dtype), checked on every batch
@@ -334,7 +341,8 @@ def model_outputs(
                     warned_scale = True
                 images = images.to(device, non_blocking=True)
                 labels = labels.to(device=device, dtype=torch.long, non_blocking=True)
-                captured.clear()
+                for outputs in captured.values():
+                    outputs.clear()
                 try:
                     model_output = model(images)
                 except RuntimeError as error:  # shape or dtype mismatches inside the model
@@ -343,23 +351,25 @@ def model_outputs(
                         f"The model cannot run on a batch of `{name}` of shape {tuple(images.shape)} and dtype "
                         f"{str(images.dtype).replace('torch.', '')} ({first})." + _describe_expected(*takes[:2])
                     ) from error
-                layer_output = None
-                if target is not None:
-                    if len(captured) != 1:
+                for each, outputs in captured.items():
+                    if len(outputs) != 1:
                         raise DataError(
-                            f"Layer {layer!r} ran {len(captured)} times in one forward pass; RESQUE and the "
+                            f"Layer {each!r} ran {len(outputs)} times in one forward pass; RESQUE and the "
                             "baselines need a layer that runs exactly once per image. Choose another layer."
                         )
-                    layer_output = captured[0]
-                    if not isinstance(layer_output, torch.Tensor):
+                    if not isinstance(outputs[0], torch.Tensor):
                         raise DataError(
-                            f"Layer {layer!r} returns a {type(layer_output).__name__}, not a tensor; choose a "
+                            f"Layer {each!r} returns a {type(outputs[0]).__name__}, not a tensor; choose a "
                             "layer whose output is a tensor (e.g. a submodule of it)."
                         )
+                if several:
+                    layer_output = tuple(captured[each][0] for each in layers)
+                else:
+                    layer_output = captured[layers[0]][0] if layers else None
                 seen += images.shape[0]
                 yield layer_output, model_output, labels
     finally:
-        if handle is not None:
+        for handle in handles:
             handle.remove()
     if seen == 0:
         raise DataError(f"`{name}` is empty (0 images); RESQUE needs labelled images.")

@@ -9,6 +9,7 @@ information about them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +20,7 @@ from ..checks import check_choice
 from ..errors import DataError, DegenerateEmbeddingError
 from .functional import POOLS, adjusted_rand_index, class_centroids, kmeans_labels, pool_embedding
 
-__all__ = ["INITS", "TaskResult", "resque_task", "resque_task_variants"]
+__all__ = ["INITS", "TaskResult", "resque_task", "resque_task_variants", "variants_from_embeddings"]
 
 #: k-means initialisations: the true class centroids (default, one run) or seeded k-means++.
 INITS = ("centroids", "k-means++")
@@ -190,6 +191,24 @@ def resque_task_variants(
         :func:`resque_task` returns for that variant.
     """
     embeddings, labels = _collect(model, data, layer, POOLS, ForwardOptions(device, batch_size, num_workers, progress))
+    return variants_from_embeddings(embeddings, labels, layer, seed=seed)
+
+
+def variants_from_embeddings(
+    embeddings: Mapping[str, torch.Tensor], labels: torch.Tensor, layer: str, *, seed: int = 0
+) -> dict[tuple[str, str], TaskResult]:
+    """The four variants of :func:`resque_task_variants` from embeddings already pooled both ways.
+
+    Parameters
+    ----------
+    embeddings : mapping
+        ``{"mean": (N, C), "flatten": (N, D)}`` float32 embeddings of one layer
+        (:func:`resque.index.functional.pool_embedding` of its outputs).
+    labels : torch.Tensor
+        ``(N,)`` integer labels.
+    layer : str
+        The layer's name, kept in each result.
+    """
     results = {}
     for pool in POOLS:
         for init in INITS:

@@ -49,6 +49,7 @@ __all__ = [
     "linear_probe_accuracy",
     "logme",
     "nce",
+    "scores_from_outputs",
     "task_scores",
 ]
 
@@ -532,6 +533,26 @@ def task_scores(model: nn.Module, data, layer: str, *, names=None, seed: int = 0
     if max_images is not None:
         max_images = check_int("max_images", max_images, minimum=1, allowed="a positive integer")
     features, logits, labels = _collect_with_logits(model, _limit(data, max_images, seed), layer, max_images, forward)
+    return scores_from_outputs(features, logits, labels, names=names, seed=seed)
+
+
+def scores_from_outputs(features, logits, labels, *, names=None, seed: int = 0) -> dict[str, float]:
+    """The scores of :func:`task_scores` from a pass already made.
+
+    Parameters
+    ----------
+    features : ndarray
+        ``(N, C)`` float64 mean-pooled embeddings of the layer.
+    logits : torch.Tensor
+        ``(N, Z)`` float64 source-class logits of the same images.
+    labels : ndarray
+        ``(N,)`` integer labels of the new task.
+    names, seed
+        As in :func:`task_scores`.
+    """
+    names = SCORES if names is None else ((names,) if isinstance(names, str) else tuple(names))
+    for name in names or ("",):
+        check_choice("names", name, SCORES)
     probs = torch.softmax(logits, dim=1).numpy()  # (N, Z), float64
     inputs = {"features": features, "probs": probs, "labels": labels, "seed": seed}
     return {name: float(_SCORERS[name](**inputs)) for name in names}

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..predictors.registry import resque_task_name
 from ..predictors.shift import dataset_pass, pair_embeddings, pixel_rms_distance, scores_from, untrained_copy
-from ..predictors.transfer import task_scores
+from ..predictors.transfer import scores_from_outputs
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..data.datasets import load_dataset
 from ..data.tasks import derive_task, get_task, load_task
@@ -27,7 +27,9 @@ from ..cost.records import RunRecord, load_record
 from ..cost.runs import cost_to_target, replicate_summary, retrain_shift, retrain_task, train_from_scratch
 from ..data.shifts import ShiftedDataset
 from ..data.splits import protocol_split, subsample_per_class, subset, validation_split
-from ..index.task import resque_task_variants
+from ..index.embedding import ForwardOptions, model_outputs
+from ..index.functional import POOLS, pool_embedding
+from ..index.task import variants_from_embeddings
 from ..cost.training import TensorData, as_tensors
 from .profiles import Profile, load_profile
 from .results import ResultsDir, run_id as make_run_id, scratch_run_id
@@ -416,6 +418,30 @@ def run_task(profile: Profile | str, seed: int, task: str, results_dir: str | os
     return run_task_grid(profile, seed, [task], results_dir, progress=progress)[0]
 
 
+def _task_pass(model: nn.Module, tensors: TensorData, layers: tuple[str, ...], progress: bool):
+    """One pass over a task's images: each layer's embeddings pooled both ways, the first layer's mean-pooled
+    features in float64, the source-class logits and the labels.
+
+    The same values :func:`resque_task_variants` and :func:`task_scores` take from passes of their own.
+    """
+    pooled = [{pool: [] for pool in POOLS} for _ in layers]
+    features, logits, labels = [], [], []
+    for outputs, final, batch_labels in model_outputs(model, _items(tensors), list(layers), name="task data",
+                                                      forward=ForwardOptions(progress=progress)):
+        if not isinstance(final, torch.Tensor) or final.ndim != 2:
+            raise DataError("LEEP and NCE need the model to return (B, Z) source-class logits; it returned "
+                            + (f"shape {tuple(final.shape)}" if isinstance(final, torch.Tensor) else type(final).__name__)
+                            + ".")
+        for chunks, output in zip(pooled, outputs):
+            for pool in POOLS:
+                chunks[pool].append(pool_embedding(output, pool).float().cpu())
+        features.append(pool_embedding(outputs[0], "mean").double().cpu())
+        logits.append(final.double().cpu())
+        labels.append(batch_labels.cpu())
+    embeddings = [{pool: torch.cat(parts) for pool, parts in chunks.items()} for chunks in pooled]
+    return embeddings, torch.cat(features).numpy(), torch.cat(logits), torch.cat(labels)
+
+
 def run_task_grid(profile: Profile | str, seed: int, tasks, results_dir: str | os.PathLike,
                   *, progress: bool = True) -> list[TaskOutcome]:
     """:func:`run_task` for each of `tasks`, in order: one record (and yardstick) per task, each saved when it ends."""
@@ -439,18 +465,21 @@ def _run_task_with(profile: Profile, seed: int, task: str, results_dir, source: 
     test = _pick(load_task(spec, "test", **options), None if profile.n_per_class is None else max(5, profile.n_per_class // 2), seed)
     # each split decoded once: the estimators' passes, the yardstick and the retraining all read these tensors
     tensors, test = as_tensors(train, "task data"), as_tensors(test, "task test data")
-    variants = resque_task_variants(source, _items(tensors), default_layer(source), seed=seed, progress=progress)
+    # One forward pass serves RESQUE_task's variants at both layers and every transferability score.
+    layer = default_layer(source)
+    layers = (layer,) if profile.task_conv_layer is None else (layer, profile.task_conv_layer)
+    embeddings, features, logits, labels = _task_pass(source, tensors, layers, progress)
+    variants = variants_from_embeddings(embeddings[0], labels, layer, seed=seed)
     estimators = {"resque_task": float(variants[("mean", "centroids")])}
     for (pool, init), result in variants.items():
         estimators[resque_task_name(pool, init)] = float(result)
     at_conv = {}
     if profile.task_conv_layer is not None:  # where pooling and flattening differ
-        at_conv = resque_task_variants(source, _items(tensors), profile.task_conv_layer, seed=seed, progress=progress)
+        at_conv = variants_from_embeddings(embeddings[1], labels, profile.task_conv_layer, seed=seed)
         for (pool, init), result in at_conv.items():
             estimators[resque_task_name(pool, init, conv=True)] = float(result)
     # Transferability scores on the same data ("higher = easier", see resque.predictors.transfer).
-    estimators.update(task_scores(source, _items(tensors), default_layer(source), names=profile.task_score_names(),
-                                  seed=seed, progress=progress))
+    estimators.update(scores_from_outputs(features, logits, labels.numpy(), names=profile.task_score_names(), seed=seed))
 
     fit, val = validation_split(tensors.labels, validation_share(len(tensors)), seed=seed)
     train_set = TensorData(tensors.images[fit], tensors.labels[fit])

@@ -136,3 +136,38 @@ def test_the_command_line_asks_for_a_kernel_per_notebook_with_fresh_kernels(monk
     assert main(["study", "run", "--profile", "smoke", "--no-progress"]) == 0
     assert main(["study", "run", "--profile", "smoke", "--no-progress", "--fresh-kernels"]) == 0
     assert seen == [False, True]
+
+
+def test_a_reused_kernel_is_handed_over_listening_and_its_notebooks_keep_every_output(tmp_path, kernel, monkeypatch):
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    checks = []
+    full_check = AsyncKernelClient.wait_for_ready
+
+    async def counted(self, timeout=None):
+        checks.append(self)
+        return await full_check(self, timeout)
+
+    monkeypatch.setattr(AsyncKernelClient, "wait_for_ready", counted)
+    source = notebook(tmp_path / "talk.ipynb", "import sys\nprint('out', 1)\nprint('err', file=sys.stderr)",
+                      "for i in range(3):\n    print('line', i)", "6 * 7")
+    runs = [execute(kernel, source, tmp_path / f"run{i}.ipynb") for i in range(3)]
+    assert kernel.kernels == 1 and kernel.notebooks == 3
+    # only the kernel's first client ran papermill's readiness check; the others came from the reset, listening
+    assert len(checks) == 1
+    for executed in runs:
+        assert printed(executed) == "out 1\nline 0\nline 1\nline 2\n"
+        last = executed["cells"][2]["outputs"]
+        assert "".join(last[0]["data"]["text/plain"]) == "42" and last[0]["execution_count"] == 3
+        errors = [o for o in executed["cells"][0]["outputs"] if o.get("name") == "stderr"]
+        assert "".join(errors[0]["text"]) == "err\n"
+
+
+def test_a_client_that_missed_the_reset_broadcast_runs_the_readiness_check(tmp_path, kernel, monkeypatch):
+    import resque.study.kernels as kernels
+
+    monkeypatch.setattr(kernels, "_heard_idle", lambda client, sent, wait=0.5: False)
+    source = notebook(tmp_path / "small.ipynb", "print('hello')")
+    for i in range(2):
+        assert printed(execute(kernel, source, tmp_path / f"out{i}.ipynb")) == "hello\n"
+    assert kernel.kernels == 1 and kernel.notebooks == 2

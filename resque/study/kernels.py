@@ -13,6 +13,12 @@ before each notebook but the first it clears what the previous one left:
 - the warnings' "already shown" registries, so that a warning shows in every
   notebook that triggers it, as it would in a kernel of its own.
 
+The client that sends the reset is the one the next notebook gets, already
+connected: papermill's readiness check on a new client ends with 0.2 s of
+listening for stray broadcasts, which is most of a notebook's fixed cost once
+the kernel is warm, so it is skipped for a client that has just heard the
+kernel finish the reset.
+
 What stays are imported modules and the caches they hold (the shared energy
 tracker of :mod:`resque.cost.energy`), which is the point. Every experiment
 seeds its own randomness, so a notebook computes the same numbers in a warm
@@ -144,37 +150,82 @@ class WarmKernel:
     def _reset(self) -> bool:
         """Clear what the last notebook left in the kernel; False if the kernel does not answer as it should.
 
-        The reply is awaited on the shell channel alone: a channel just
-        connected can miss the kernel's broadcast status messages, but never
-        its replies.
+        The client that sends the reset is the one the next notebook gets
+        (:meth:`TrackedKernelManager.client`). Its replies come on the shell
+        channel; once the kernel's broadcast of the reset's end has arrived
+        too, both channels are known to listen, and the readiness check that
+        papermill runs on a new client (a kernel-info request, then 0.2 s of
+        listening for stray broadcasts) is not needed: it is skipped for that
+        client. A broadcast a channel connected just then missed only means
+        the check runs as usual.
         """
         from jupyter_core.utils import run_sync
 
         client = self._km.client()
-        client.start_channels()
-        try:
-            sent = client.execute(RESET_CODE, silent=True, store_history=False)
-            deadline = time.monotonic() + self.reset_timeout
+        # shell and broadcast only: papermill starts the others (a heartbeat channel starts once)
+        client.start_channels(stdin=False, hb=False, control=False)
+        deadline = time.monotonic() + self.reset_timeout
+
+        def reply_to(sent: str, channel) -> dict:
             while True:
-                reply = run_sync(client.get_shell_msg)(timeout=max(0.0, deadline - time.monotonic()))
-                if reply.get("parent_header", {}).get("msg_id") == sent:
-                    break
+                message = run_sync(channel)(timeout=max(0.0, deadline - time.monotonic()))
+                if message.get("parent_header", {}).get("msg_id") == sent:
+                    return message
+
+        try:
+            # what papermill's check would learn: the kernel's protocol version
+            client._handle_kernel_info_reply(reply_to(client.kernel_info(), client.get_shell_msg))
+            sent = client.execute(RESET_CODE, silent=True, store_history=False)
+            reply = reply_to(sent, client.get_shell_msg)
         except Exception:  # no reply in time, or a kernel gone
-            return False
-        finally:
             client.stop_channels()
-        return reply.get("content", {}).get("status") == "ok"
+            return False
+        if reply.get("content", {}).get("status") != "ok":
+            client.stop_channels()
+            return False
+        client.resque_listening = _heard_idle(client, sent)
+        self._km.hand_over(client)
+        return True
+
+
+def _heard_idle(client, sent: str, wait: float = 0.5) -> bool:
+    """Whether the kernel's "idle" broadcast after message `sent` reaches `client` within `wait` seconds."""
+    from jupyter_core.utils import run_sync
+
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            message = run_sync(client.get_iopub_msg)(timeout=max(0.0, deadline - time.monotonic()))
+            if (message.get("parent_header", {}).get("msg_id") == sent and message.get("msg_type") == "status"
+                    and message.get("content", {}).get("execution_state") == "idle"):
+                return True
+    except Exception:  # nothing more within the wait
+        return False
 
 
 def _tracked_manager_class():
+    from jupyter_client.asynchronous import AsyncKernelClient
     from jupyter_client.manager import AsyncKernelManager
+
+    class ListeningClient(AsyncKernelClient):
+        """A kernel client whose readiness check is skipped once, when :meth:`WarmKernel._reset` has shown it listens."""
+
+        resque_listening = False
+
+        async def wait_for_ready(self, timeout=None):
+            if self.resque_listening:
+                self.resque_listening = False
+                return
+            await super().wait_for_ready(timeout=timeout)
 
     class TrackedKernelManager(AsyncKernelManager):
         """An AsyncKernelManager that remembers the clients it hands out, so that they can be closed."""
 
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
+            self.client_factory = ListeningClient
             self._resque_clients = []
+            self._resque_ready = None
 
         async def _async_pre_start_kernel(self, **kw):
             env = dict(kw.get("env") or os.environ)
@@ -184,11 +235,19 @@ def _tracked_manager_class():
             return await super()._async_pre_start_kernel(**kw)
 
         def client(self, **kwargs):
+            ready, self._resque_ready = self._resque_ready, None
+            if ready is not None and not kwargs:
+                return ready  # connected already, and tracked when it was made
             client = super().client(**kwargs)
             self._resque_clients.append(client)
             return client
 
+        def hand_over(self, client) -> None:
+            """`client` (one of this manager's) is what the next call of :meth:`client` returns."""
+            self._resque_ready = client
+
         def release_clients(self) -> None:
+            self._resque_ready = None
             clients, self._resque_clients = self._resque_clients, []
             for client in clients:
                 try:

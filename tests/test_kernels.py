@@ -171,3 +171,14 @@ def test_a_client_that_missed_the_reset_broadcast_runs_the_readiness_check(tmp_p
     for i in range(2):
         assert printed(execute(kernel, source, tmp_path / f"out{i}.ipynb")) == "hello\n"
     assert kernel.kernels == 1 and kernel.notebooks == 2
+
+
+def test_a_reset_collects_the_last_notebooks_cycles_and_sets_the_survivors_aside(tmp_path, kernel):
+    # a cycle that only the notebook's namespace kept alive; a module (which survives the reset) holds a weak reference
+    first = notebook(tmp_path / "first.ipynb",
+                     "import sys, weakref\nclass Node: pass\nnode = Node()\nnode.me = node\n"
+                     "sys.modules['json'].resque_ref = weakref.ref(node)")
+    second = notebook(tmp_path / "second.ipynb",
+                      "import gc, sys\nprint(sys.modules['json'].resque_ref() is None, gc.get_freeze_count() > 0)")
+    execute(kernel, first, tmp_path / "one.ipynb")
+    assert printed(execute(kernel, second, tmp_path / "two.ipynb")).split() == ["True", "True"]

@@ -11,7 +11,14 @@ before each notebook but the first it clears what the previous one left:
   a new session, so that execution counts start at 1 again);
 - open matplotlib figures;
 - the warnings' "already shown" registries, so that a warning shows in every
-  notebook that triggers it, as it would in a kernel of its own.
+  notebook that triggers it, as it would in a kernel of its own;
+- the notebook's reference cycles (a garbage collection after the namespace
+  is cleared); what survives it is then frozen (``gc.freeze``), so that later
+  collections walk one notebook's objects instead of every imported module's:
+  with PyTorch and the study imported, a reset takes about 0.02 s instead of
+  0.13 s. The price: an object alive at a reset that later becomes part of
+  an unreachable cycle is never collected (one that simply loses its last
+  reference is still freed).
 
 The client that sends the reset is the one the next notebook gets, already
 connected: papermill's readiness check on a new client ends with 0.2 s of
@@ -61,6 +68,11 @@ RESET_CODE = "\n".join([
     "    _resque_sys.modules['matplotlib.pyplot'].close('all')",
     "getattr(_resque_sys.modules['warnings'], '_filters_mutated', lambda: None)()",
     "get_ipython().reset(new_session=True)",
+    # The reset's own collection runs before the namespace is cleared; this one frees the notebook's cycles.
+    # What survives it (modules and their caches) is then set aside from later collections, so that the
+    # next reset's collections walk one notebook's objects, not every module's.
+    "__import__('gc').collect()",
+    "__import__('gc').freeze()",
 ])
 
 

@@ -735,3 +735,20 @@ def test_splitting_60000_labels_is_fast():
     protocol_split(labels, seed=0)
     subsample_per_class(labels, 100)
     assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("options", [{}, {"image_size": 32, "channels": 3}])
+def test_a_loader_reads_batches_exactly_as_it_reads_images_one_by_one(fashion_root, options):
+    # LabelledImages and TaskDataset convert a loader's batch in one call (__getitems__);
+    # what comes out must be what __getitem__ gives, image for image
+    from torch.utils.data import DataLoader
+
+    data = load_dataset("fashion_mnist", "test", root=fashion_root, **options)
+    picked = subset(data, list(range(0, 2000, 7)))
+    task = derive_task(picked, TaskSpec("fashion_mnist", classes=[0, 3, 9], transform="rotate90"))
+    for dataset in (picked, task, load_dataset("digits", "test", **options)):
+        images, labels = next(iter(DataLoader(dataset, batch_size=len(dataset), shuffle=False)))
+        one_by_one = [dataset[i] for i in range(len(dataset))]
+        assert torch.equal(images, torch.stack([image for image, _ in one_by_one]))
+        assert labels.tolist() == [label for _, label in one_by_one]
+        assert len(dataset.__getitems__([2, 0, 2])) == 3

@@ -182,3 +182,13 @@ def test_a_reset_collects_the_last_notebooks_cycles_and_sets_the_survivors_aside
                       "import gc, sys\nprint(sys.modules['json'].resque_ref() is None, gc.get_freeze_count() > 0)")
     execute(kernel, first, tmp_path / "one.ipynb")
     assert printed(execute(kernel, second, tmp_path / "two.ipynb")).split() == ["True", "True"]
+
+
+def test_a_notebooks_figure_display_settings_do_not_reach_the_next_one(tmp_path, kernel):
+    first = notebook(tmp_path / "first.ipynb",
+                     "%matplotlib inline\n%config InlineBackend.print_figure_kwargs = {'bbox_inches': None}")
+    second = notebook(tmp_path / "second.ipynb",
+                      "%matplotlib inline\nfrom matplotlib_inline.config import InlineBackend\n"
+                      "print(InlineBackend.instance().print_figure_kwargs)")
+    execute(kernel, first, tmp_path / "one.ipynb")
+    assert printed(execute(kernel, second, tmp_path / "two.ipynb")).strip() == "{'bbox_inches': 'tight'}"

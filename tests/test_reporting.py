@@ -368,6 +368,52 @@ def test_task_grid_table_and_figure():
     assert [t.get_text() for t in figure.axes[0].texts] == ["coarse", "digits"]
 
 
+
+def _outside_or_overlapping(figure):
+    """What a figure shown as drawn (not cropped to its extent) would lose: text out of the canvas, panels on each other."""
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    canvas = figure.bbox.padded(1)
+
+    def inside(box):
+        return canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0 and box.y1 <= canvas.y1
+
+    # an axes' tight box holds what is drawn of it: ticks inside its limits, labels, title, legend
+    boxes = {f"axes {i} ({ax.get_label() or ax.get_title()})": ax.get_tightbbox(renderer)
+             for i, ax in enumerate(figure.axes)}
+    whole = figure.get_tightbbox(renderer).transformed(figure.dpi_scale_trans)  # everything drawn, suptitle too
+    boxes["the figure"] = whole
+    lost = [name for name, box in boxes.items() if box is not None and not inside(box)]
+    panels = [ax.get_tightbbox(renderer) for ax in figure.axes if ax.axison and ax.get_label() != "<colorbar>"]
+    return lost + [f"panels {i} and {j} overlap" for i in range(len(panels)) for j in range(i + 1, len(panels))
+                   if panels[i].overlaps(panels[j])]
+
+
+def test_the_page_figures_laid_out_by_hand_fit_their_canvas_without_overlapping_panels():
+    # the shift and task pages show these figures uncropped: nothing may stick out of the canvas
+    from types import SimpleNamespace
+
+    outcomes = _shift_outcomes()
+    tasks = []
+    for task, value in (("fashion_coarse4", 0.2), ("digits", 0.7)):
+        record = make_record(f"task-{task}-seed0", kind="task")
+        record.estimators = {"resque_task": value}
+        tasks.append(SimpleNamespace(task=task, record=record, scratch=None))
+    images = np.random.default_rng(0).random((10, 1, 28, 28))
+    figures = {
+        "grid_costs": plots.grid_costs(outcomes, title="gaussian_noise, seed 0"),
+        "grid_curves": plots.grid_curves(outcomes, ("val_accuracy", "grad_norm", "param_change", "energy"),
+                                         title="Retraining after gaussian_noise, seed 0"),
+        "grid_curves, one panel": plots.grid_curves(outcomes, title="t"),
+        "grid_angles": plots.grid_angles(outcomes, ["T-shirt/top", "Ankle boot"], title="Per-class angles"),
+        "image_grid": plots.image_grid(images, ["Ankle boot"] * 10, nrows=2, row_labels=["clean", "0.25"],
+                                       title="gaussian_noise"),
+        "task_costs": plots.task_costs(tasks, title="Tasks of seed 0"),
+    }
+    assert {name: _outside_or_overlapping(figure) for name, figure in figures.items()} == {
+        name: [] for name in figures}
+
+
 def test_describe_no_yardstick_says_which_seeds_have_one():
     from types import SimpleNamespace
 

@@ -337,6 +337,22 @@ class LabelledImages(Dataset):
         image = self.source[index][0]
         return self.transform(image), int(self.targets[index])
 
+    def __getitems__(self, indices) -> list[tuple[torch.Tensor, int]]:
+        """A batch of items, as a ``DataLoader`` asks for them: those of ``__getitem__``.
+
+        Images held in one tensor are converted together, one call for the
+        batch rather than one an image; other sources are read one by one.
+        """
+        indices = [int(i) for i in indices]
+        if not (isinstance(self.source, _Images) and isinstance(self.transform, ToModelInput)):
+            return [self[i] for i in indices]
+        batch = self.source.images[indices]
+        if batch.ndim == 3:  # (B, H, W): grey images without a channel axis
+            batch = batch.unsqueeze(1)
+        images = self.transform(batch).unbind(0)
+        labels = self.targets[indices].tolist()
+        return list(zip(images, labels))
+
     @property
     def num_classes(self) -> int:
         """Number of classes (``len(classes)``), whether or not each occurs in this split."""

@@ -241,9 +241,16 @@ class TaskDataset(Dataset):
             image = self._image_change(image)
         return image, int(self.targets[index])
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
+    def __getitems__(self, indices) -> list[tuple[torch.Tensor, int]]:
+        """A batch of items, as a ``DataLoader`` asks for them; read together where the base dataset can."""
+        indices = [int(i) for i in indices]
+        read = getattr(self.base, "__getitems__", None)
+        if not callable(read):
+            return [self[i] for i in indices]
+        images = [image for image, _ in read([int(self.indices[i]) for i in indices])]
+        if self._image_change is not None:
+            images = [self._image_change(image) for image in images]
+        return list(zip(images, self.targets[indices].tolist()))
 
     def __repr__(self) -> str:
         return f"TaskDataset(images={len(self)}, classes={self.num_classes}, spec={self.spec!r})"

@@ -67,6 +67,12 @@ RESET_CODE = "\n".join([
     "if 'matplotlib.pyplot' in _resque_sys.modules:",
     "    _resque_sys.modules['matplotlib.pyplot'].close('all')",
     "getattr(_resque_sys.modules['warnings'], '_filters_mutated', lambda: None)()",
+    # a notebook may change how its figures are shown (the shift and task pages do not crop them); the next
+    # notebook gets the inline backend's default back
+    "_resque_inline = _resque_sys.modules.get('matplotlib_inline.config')",
+    "if _resque_inline is not None and _resque_inline.InlineBackend.initialized():",
+    "    _resque_inline = _resque_inline.InlineBackend.instance()",
+    "    _resque_inline.print_figure_kwargs = _resque_inline.trait_defaults('print_figure_kwargs')",
     "get_ipython().reset(new_session=True)",
     # The reset's own collection runs before the namespace is cleared; this one frees the notebook's cycles.
     # What survives it (modules and their caches) is then set aside from later collections, so that the

@@ -244,6 +244,22 @@ def test_image_grid(shape):
     assert corners == sorted(corners) and len({y for y, _ in corners}) == 2  # row by row, in two rows
 
 
+def test_image_grid_titles_one_row_when_every_row_shows_the_same_images():
+    # a shift page: the clean row and a row per intensity; the classes are written once, above the first row
+    images = torch.rand(9, 1, 8, 8)
+    figure = plots.image_grid(images, ["a", "b", "c"], nrows=3, row_labels=["clean", "0.1", "0.2"])
+    (ax,) = figure.axes
+    canvas = np.asarray(ax.images[0].get_array())
+    assert [t.get_text() for t in ax.texts] == ["a", "b", "c"]
+    gap, band = 1, round(0.3 * 8)
+    assert canvas.shape[0] == band + 3 * (8 + gap)  # room for titles above the first row only
+    assert np.array_equal(canvas[band:band + 8, :8], plots._as_images(images)[0])
+    assert np.array_equal(canvas[band + 9:band + 17, :8], plots._as_images(images)[3])
+    title_y = [t.get_position()[1] for t in ax.texts]
+    row_y = [tick for tick in ax.get_yticks()]
+    assert all(y < row_y[0] for y in title_y)  # the titles sit above the first row, not between rows
+
+
 def test_training_curves_with_and_without_scratch():
     reuse, scratch = make_record(), make_record(kind="scratch", accuracies=(0.1, 0.2, 0.3), stop_reason="cap")
     figure = plots.training_curves(reuse, scratch)

@@ -394,6 +394,16 @@ def test_shifted_dataset_shifts_each_image_once(name, toy):
     assert torch.equal(shifted.images_, apply_shift(toy.images, name, middle(name), seed=7))
 
 
+def test_a_loader_reads_a_shifted_dataset_in_batches_as_item_by_item(toy):
+    from torch.utils.data import DataLoader
+
+    shifted = ShiftedDataset(toy, "gaussian_noise", 0.1, seed=3)
+    images, labels = next(iter(DataLoader(shifted, batch_size=len(shifted), shuffle=False)))
+    assert torch.equal(images, torch.stack([shifted[i][0] for i in range(len(shifted))]))
+    assert labels.tolist() == [int(shifted[i][1]) for i in range(len(shifted))]
+    assert [int(label) for _, label in shifted.__getitems__([5, 0, 5])] == [int(shifted[i][1]) for i in (5, 0, 5)]
+
+
 @pytest.mark.parametrize("name", RANDOM_FAMILIES)
 def test_shifted_dataset_does_not_depend_on_batch_size(name, toy):
     one = ShiftedDataset(toy, name, middle(name), seed=1, batch_size=1).images_

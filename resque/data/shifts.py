@@ -776,6 +776,11 @@ class ShiftedDataset(Dataset):
     def __getitem__(self, index: int):
         return self.images_[index], self.labels_[index]
 
+    def __getitems__(self, indices):
+        """A loader's batch in one indexing of the shifted images, the items of ``__getitem__``."""
+        indices = [int(i) for i in indices]
+        return list(zip(self.images_[indices].unbind(0), [self.labels_[i] for i in indices]))
+
     def __repr__(self) -> str:
         return (
             f"ShiftedDataset(shift={self.shift!r}, intensity={self.intensity!r}, seed={self.seed}, "

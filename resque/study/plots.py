@@ -81,7 +81,8 @@ def image_grid(
     images : tensor or array
         ``(N, C, H, W)`` with C = 1 (grey) or 3 (RGB), or ``(N, H, W)``.
     titles : sequence of str, optional
-        One per image.
+        One per image, in order; fewer leave the rest untitled (one row's
+        worth titles the columns of a grid whose rows show the same images).
     nrows : int, default 1
         Images fill the grid row by row, ``ceil(N / nrows)`` per row.
     row_labels : sequence of str, optional
@@ -97,22 +98,28 @@ def image_grid(
     colour = pictures.ndim == 4
     height, width = pictures.shape[1:3]
     gap = max(1, round(0.08 * width))  # between tiles, in pixels
-    band = round(0.3 * height) if titles is not None else 0  # room for the titles above each row
-    cell_h, cell_w = band + height + gap, width + gap
-    canvas = np.ones((nrows * cell_h, ncols * cell_w) + ((3,) if colour else ()))  # white between tiles
+    titled_rows = 0 if titles is None else min(nrows, -(-len(titles) // ncols))
+    band = round(0.3 * height)  # room for the titles above a row that has them
+    cell_w = width + gap
+    tops = np.cumsum([0] + [(band if row < titled_rows else 0) + height + gap for row in range(nrows)])
+    canvas = np.ones((int(tops[-1]), ncols * cell_w) + ((3,) if colour else ()))  # white between tiles
+
+    def image_top(row):
+        return int(tops[row]) + (band if row < titled_rows else 0)
+
     for index, picture in enumerate(pictures):
         row, col = divmod(index, ncols)
-        top, left = row * cell_h + band, col * cell_w
+        top, left = image_top(row), col * cell_w
         canvas[top:top + height, left:left + width] = picture
-    figure, ax = plt.subplots(figsize=(size * ncols, size * nrows * cell_h / cell_w + (0.5 if title else 0.2)))
+    figure, ax = plt.subplots(figsize=(size * ncols, size * tops[-1] / cell_w + (0.5 if title else 0.2)))
     ax.imshow(canvas, cmap=None if colour else "gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     for index, text in enumerate(titles or []):
         if index >= count:
             break
         row, col = divmod(index, ncols)
-        ax.text(col * cell_w + width / 2, row * cell_h + band - 1, str(text), ha="center", va="bottom", fontsize=8)
+        ax.text(col * cell_w + width / 2, image_top(row) - 1, str(text), ha="center", va="bottom", fontsize=8)
     ax.set_xticks([])
-    ax.set_yticks([row * cell_h + band + height / 2 for row in range(len(row_labels or []))])
+    ax.set_yticks([image_top(row) + height / 2 for row in range(len(row_labels or []))])
     ax.set_yticklabels([str(label) for label in row_labels or []], fontsize=9)
     ax.tick_params(length=0)
     for spine in ax.spines.values():

@@ -9,10 +9,12 @@ machine that speeds up or slows down hurts both alike:
    times and their ratio.
 2. One shift page (``run_shift_grid`` of frost at two intensities, seed 0 of the
    quick profile, with its yardsticks and repeats) in a new Python process,
-   with glibc's default allocator settings and with
-   :data:`resque.study.kernels.MALLOC_TUNING`: the page's wall time, its
-   training and evaluation (its records' ``train_seconds + eval_seconds``) and
-   the ratios. The source model is trained once, first, in a temporary folder.
+   with the C libraries' defaults, with glibc's allocator tuned
+   (:data:`resque.study.kernels.MALLOC_TUNING`) and with OpenBLAS's tuned too
+   (:data:`~resque.study.kernels.KERNEL_TUNING`, what the study's kernels get):
+   the page's wall time, its training and evaluation (its records'
+   ``train_seconds + eval_seconds``), the rest, and the ratios to the
+   defaults. The source model is trained once, first, in a temporary folder.
 
 Usage::
 
@@ -35,7 +37,7 @@ from pathlib import Path
 
 from resque.study import run_study
 from resque.study.experiments import run_source
-from resque.study.kernels import MALLOC_TUNING
+from resque.study.kernels import KERNEL_TUNING, MALLOC_TUNING
 
 PAGE = """
 import json, sys, time
@@ -54,12 +56,11 @@ print(json.dumps({"wall": wall, "train_eval": spent}))
 """
 
 
-def one_page(results: Path, tuned: bool) -> dict:
+def one_page(results: Path, tuning: dict) -> dict:
     for path in (results / "records").glob("*shift-frost-*.json"):
         path.unlink()
-    env = {k: v for k, v in os.environ.items() if k not in MALLOC_TUNING}
-    if tuned:
-        env.update(MALLOC_TUNING)
+    env = {k: v for k, v in os.environ.items() if k not in KERNEL_TUNING}
+    env.update(tuning)
     done = subprocess.run([sys.executable, "-c", PAGE, str(results)], env=env, check=True, capture_output=True,
                           text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -88,17 +89,21 @@ def main() -> None:
 
         results = folder / "page"
         run_source("quick", 0, results, progress=False)
-        pages = {True: [], False: []}
+        settings = {"defaults": {}, "MALLOC_TUNING": MALLOC_TUNING, "KERNEL_TUNING": KERNEL_TUNING}
+        pages = {name: [] for name in settings}
         for _ in range(args.repeats):
-            for tuned in (False, True):
-                pages[tuned].append(one_page(results, tuned))
+            for name, tuning in settings.items():
+                pages[name].append(one_page(results, tuning))
+        for page in (p for runs in pages.values() for p in runs):
+            page["rest"] = page["wall"] - page["train_eval"]
         print("\nOne shift page (quick, frost at 0.3 and 0.5, seed 0, yardsticks and repeats) in a new process:")
-        for tuned, label in ((False, "glibc's defaults"), (True, "MALLOC_TUNING")):
-            runs = ", ".join(f"{p['wall']:.1f} s (training {p['train_eval']:.1f} s)" for p in pages[tuned])
-            print(f"  {label:<17} {runs}")
-        for key, label in (("wall", "wall time"), ("train_eval", "training and evaluation")):
-            ratio = _median([p[key] for p in pages[True]]) / _median([p[key] for p in pages[False]])
-            print(f"  ratio of the {label} (tuned / default, medians): {ratio:.2f}")
+        for name, runs in pages.items():
+            listed = ", ".join(f"{p['wall']:.1f} s (training {p['train_eval']:.1f} s)" for p in runs)
+            print(f"  {name:<14} {listed}")
+        for key, label in (("wall", "wall time"), ("train_eval", "training and evaluation"), ("rest", "rest")):
+            ratios = ", ".join(f"{name} {_median([p[key] for p in pages[name]]) / _median([p[key] for p in pages['defaults']]):.2f}"
+                               for name in settings if name != "defaults")
+            print(f"  ratio of the {label} to the defaults (medians): {ratios}")
 
 
 def _median(values: list[float]) -> float:

@@ -107,17 +107,19 @@ def test_a_failed_notebook_in_a_study_leaves_nothing_to_the_next(tmp_path):
     assert kernel.kernels == 2 and kernel.notebooks == 2  # a fresh kernel after the failure, then reused
 
 
-def test_kernels_start_with_the_allocator_tuning_unless_the_user_set_their_own(tmp_path, monkeypatch):
-    from resque.study.kernels import MALLOC_TUNING
+def test_kernels_start_with_the_allocator_and_blas_tuning_unless_the_user_set_their_own(tmp_path, monkeypatch):
+    from resque.study.kernels import KERNEL_TUNING
 
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "12345")  # the user's choice
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
     show = notebook(tmp_path / "env.ipynb", "import os\nprint(os.getpid(), os.environ['MALLOC_MMAP_THRESHOLD_'], "
-                                            "os.environ['MALLOC_TRIM_THRESHOLD_'])")
+                                            "os.environ['MALLOC_TRIM_THRESHOLD_'], os.environ['OPENBLAS_THREAD_TIMEOUT'])")
     with WarmKernel("python3", reuse=False) as fresh:  # a kernel per notebook, started the same way
         first = printed(execute(fresh, show, tmp_path / "a.ipynb")).split()
         second = printed(execute(fresh, show, tmp_path / "b.ipynb")).split()
-    assert first[1:] == second[1:] == ["12345", MALLOC_TUNING["MALLOC_TRIM_THRESHOLD_"]]
+    assert first[1:] == second[1:] == ["12345", KERNEL_TUNING["MALLOC_TRIM_THRESHOLD_"],
+                                       KERNEL_TUNING["OPENBLAS_THREAD_TIMEOUT"]]
     assert first[0] != second[0] and fresh.kernels == 2
 
 

@@ -46,6 +46,13 @@ and for the smoke study in one kernel 0.48 times the wall time with a kernel
 per notebook. The numbers computed are the same; the price is that the
 kernel's memory stays at its high-water mark until it exits. Other C
 libraries ignore the variables.
+
+They also start with :data:`BLAS_TUNING`: numpy's OpenBLAS threads then go
+to sleep as soon as a product is done, instead of spinning for a while on
+the cores that PyTorch's threads need next (on 2 cores, two forward passes of
+the small CNN just after a numpy product took 131 ms instead of 72 ms; with
+the tuning, 86 and 88 ms). ``bench_kernels.py`` measures a shift page with
+and without it. Together they are :data:`KERNEL_TUNING`.
 """
 
 from __future__ import annotations
@@ -55,11 +62,18 @@ import time
 
 from ..errors import ResqueError
 
-__all__ = ["MALLOC_TUNING", "RESET_CODE", "WarmKernel"]
+__all__ = ["BLAS_TUNING", "KERNEL_TUNING", "MALLOC_TUNING", "RESET_CODE", "WarmKernel"]
 
 #: glibc malloc settings the study's kernels start with: no memory handed back below 4 GiB of free heap,
 #: and allocations under 4 GiB served from the heap (so reused) rather than by fresh mappings.
 MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": str(4 * 2**30), "MALLOC_TRIM_THRESHOLD_": str(4 * 2**30)}
+
+#: OpenBLAS settings the study's kernels start with: its idle threads wait 2**4 cycles, not OpenBLAS's
+#: default 2**28 or so, before they sleep (numpy's products run as fast; PyTorch's next operations get the cores)
+BLAS_TUNING = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+
+#: Every environment variable the study's kernels start with, unless the environment sets it already.
+KERNEL_TUNING = {**MALLOC_TUNING, **BLAS_TUNING}
 
 #: Run in the kernel between two notebooks; it binds no name in the namespace it clears.
 RESET_CODE = "\n".join([
@@ -247,7 +261,7 @@ def _tracked_manager_class():
 
         async def _async_pre_start_kernel(self, **kw):
             env = dict(kw.get("env") or os.environ)
-            for name, value in MALLOC_TUNING.items():
+            for name, value in KERNEL_TUNING.items():
                 env.setdefault(name, value)  # the user's own setting wins
             kw["env"] = env
             return await super()._async_pre_start_kernel(**kw)

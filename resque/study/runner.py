@@ -612,7 +612,7 @@ def run_study(
         clean between them, which saves each the start of a kernel and its
         imports (:mod:`resque.study.kernels`; a failure gets the next notebook
         a fresh kernel). True gives every notebook a kernel of its own. Either
-        way the kernels start with :data:`~resque.study.kernels.MALLOC_TUNING`.
+        way the kernels start with :data:`~resque.study.kernels.KERNEL_TUNING`.
         Dask workers start their own kernels, one per notebook.
 
     Returns

@@ -242,7 +242,7 @@ def test_the_answers_in_sentences_come_from_the_committed_quick_runs():
 
     frame = pd.read_csv(Path(__file__).with_name("data") / "quick-runs.csv")
     text = answer_sentences(frame, n_boot=300)
-    assert "**Within a shift family**, RESQUE_dist and the epochs of retraining agree at Spearman ρ = 0.97" in text
+    assert "**Within a shift family**, RESQUE_dist and the epochs of retraining agree at Spearman ρ = 0.95" in text
     assert "ranks the runs exactly as the shift's intensity does" in text
     assert "**The forecast:** With each experiment held out" in text
     assert answer_sentences(frame[frame["kind"] == "task"]) == ""  # no shift runs, nothing to say

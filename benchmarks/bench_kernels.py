@@ -101,7 +101,8 @@ def main() -> None:
             listed = ", ".join(f"{p['wall']:.1f} s (training {p['train_eval']:.1f} s)" for p in runs)
             print(f"  {name:<14} {listed}")
         for key, label in (("wall", "wall time"), ("train_eval", "training and evaluation"), ("rest", "rest")):
-            ratios = ", ".join(f"{name} {_median([p[key] for p in pages[name]]) / _median([p[key] for p in pages['defaults']]):.2f}"
+            default = _median([p[key] for p in pages["defaults"]])
+            ratios = ", ".join(f"{name} {_median([p[key] for p in pages[name]]) / default:.2f}"
                                for name in settings if name != "defaults")
             print(f"  ratio of the {label} to the defaults (medians): {ratios}")
 

@@ -746,6 +746,7 @@ def test_a_loader_reads_batches_exactly_as_it_reads_images_one_by_one(fashion_ro
     data = load_dataset("fashion_mnist", "test", root=fashion_root, **options)
     picked = subset(data, list(range(0, 2000, 7)))
     task = derive_task(picked, TaskSpec("fashion_mnist", classes=[0, 3, 9], transform="rotate90"))
+    assert task.num_classes == 3 and "classes=3" in repr(task)
     for dataset in (picked, task, load_dataset("digits", "test", **options)):
         images, labels = next(iter(DataLoader(dataset, batch_size=len(dataset), shuffle=False)))
         one_by_one = [dataset[i] for i in range(len(dataset))]

@@ -247,10 +247,14 @@ class TaskDataset(Dataset):
         read = getattr(self.base, "__getitems__", None)
         if not callable(read):
             return [self[i] for i in indices]
-        images = [image for image, _ in read([int(self.indices[i]) for i in indices])]
+        images = [image for image, _ in read(self.indices[indices].tolist())]
         if self._image_change is not None:
             images = [self._image_change(image) for image in images]
         return list(zip(images, self.targets[indices].tolist()))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
     def __repr__(self) -> str:
         return f"TaskDataset(images={len(self)}, classes={self.num_classes}, spec={self.spec!r})"
